@@ -1,0 +1,30 @@
+# make serve: set up and start the emulator on its embedded default VM.
+# make test:  set up (system packages included) and run the whole suite.
+# make bench: set up and run the benchmarks.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: serve test bench sysdeps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+serve: $(VENV)/.installed
+	$(BIN)/azimds serve $(ARGS)
+
+sysdeps:
+	@bash scripts/sysdeps.sh
+
+test: $(VENV)/.installed sysdeps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed sysdeps
+	$(BIN)/python bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

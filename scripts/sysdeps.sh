@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system tools the tests and benchmarks run against (curl, openssl, jq, nginx, wrk, iproute2),
+# where they are missing and this machine can install them. Tests that need a missing tool skip, saying so.
+set -u
+need=()
+for pair in curl:curl openssl:openssl jq:jq nginx:nginx-light wrk:wrk ip:iproute2 taskset:util-linux; do
+  tool=${pair%%:*}; pkg=${pair#*:}
+  command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "sysdeps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+    || echo "sysdeps: could not install ${need[*]}; the tests that need them will skip" >&2
+else
+  echo "sysdeps: missing ${need[*]} and cannot install them here (not root, or no apt-get); the tests that need them will skip" >&2
+fi
+exit 0

@@ -1,0 +1,72 @@
+"""The request and response values that pass between the HTTP core and the endpoints.
+
+Kept apart from the server so endpoints can be written and tested without a socket.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Union
+
+JSON = "application/json; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+
+REASONS: dict[int, str] = {
+    200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    409: "Conflict", 410: "Gone", 413: "Content Too Large", 414: "URI Too Long",
+    415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+    502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
+class Request:
+    """One parsed HTTP request. Header names are lower-case bytes; repeated headers are joined by ", "."""
+
+    __slots__ = ("method", "url", "headers", "body", "peer")
+
+    def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes, peer: str):
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.peer = peer
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url!r} from {self.peer}>"
+
+
+class Response:
+    """A complete response: status, body and content type, plus any extra headers.
+
+    ``close`` asks the server to close the connection after writing it; ``drop`` closes it without
+    writing anything (a fault). Instances are immutable by convention so endpoints may cache them.
+    """
+
+    __slots__ = ("status", "body", "content_type", "headers", "close", "drop", "_head")
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str = JSON,
+                 headers: tuple[tuple[str, str], ...] = (), close: bool = False, drop: bool = False):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+        self.close = close
+        self.drop = drop
+        self._head: bytes | None = None
+
+    def head(self) -> bytes:
+        """Status line and the headers that never change for this response (all but Date), cached."""
+        head = self._head
+        if head is None:
+            lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}",
+                     f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}"]
+            lines.extend(f"{name}: {value}" for name, value in self.headers)
+            head = self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        return head
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.body[:60]!r}>"
+
+
+Handler = Callable[[Request], Union[Response, Awaitable[Response]]]

@@ -1,0 +1,409 @@
+"""The VM model: a profile file read, validated against the catalogue and completed with defaults.
+
+A profile mirrors the real response tree (``compute``, ``network``), so a document captured from a real
+VM is a valid profile as it is. Optional parts: ``loadbalancer`` (the /metadata/loadbalancer document),
+``extended`` (what ``extended=true`` adds) and ``azimds`` (emulator settings). pydantic does the
+validation and is imported only here, when a profile is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from copy import deepcopy
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import catalog
+from .choices import SERVER_VERSION
+
+__all__ = ["Profile", "ProfileError", "Settings", "Vm", "load", "load_default", "from_tree"]
+
+_DEFAULT_SUBSCRIPTION = "8d10da13-8125-4ba9-a717-bf7490507b3d"
+_AZURE_OUI = "000D3A"  # Microsoft's MAC prefix, as on every Azure NIC
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be served: names the file, the place inside it and the problem."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {where}: {what}" if where else f"{source}: {what}" for where, what in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``azimds:`` section: how the emulator behaves, as opposed to what the VM is."""
+
+    rate_limit: int = 5
+    newest_version: str | None = None
+    server_version: str = SERVER_VERSION
+
+
+@dataclass
+class Profile:
+    """A loaded profile: the completed instance tree, the optional documents and the settings."""
+
+    source: str
+    instance: dict[str, Any]
+    loadbalancer: dict[str, Any] | None = None
+    settings: Settings = field(default_factory=Settings)
+
+
+class Vm:
+    """One VM's live metadata, and the cache of what was rendered from it."""
+
+    __slots__ = ("profile", "instance", "loadbalancer", "generation", "cache", "_lock")
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self.instance = profile.instance
+        self.loadbalancer = profile.loadbalancer
+        self.generation = 0
+        self.cache: dict[Any, Any] = {}  # what endpoints derived from this generation of the VM
+        self._lock = threading.Lock()
+
+    def replace(self, instance: dict[str, Any], loadbalancer: dict[str, Any] | None = None) -> None:
+        """Swap in a new (already validated and completed) tree; drops everything rendered from the old."""
+        with self._lock:
+            self.instance = instance
+            self.loadbalancer = loadbalancer
+            self.generation += 1
+            self.cache = {}
+
+
+# -- loading ---------------------------------------------------------------------------------------------
+
+def load(path: str | Path) -> Profile:
+    """Read, validate and complete a profile file (JSON or YAML). Raises ProfileError."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(source, [("", f"cannot read the file: {exc}")]) from None
+    return from_tree(parse(text, source), source)
+
+
+def load_default() -> Profile:
+    """The embedded default VM: a realistic Linux VM with tags, userData, a data disk and a public IP."""
+    text = resources.files("azimds").joinpath("profiles/default.yaml").read_text(encoding="utf-8")
+    return from_tree(parse(text, "<embedded default>"), "<embedded default>")
+
+
+def parse(text: str, source: str) -> Any:
+    """JSON when it looks like JSON, else YAML with every plain scalar kept as the string it is."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProfileError(source, [(f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}")]) from None
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_string_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ProfileError(source, [(where, f"malformed YAML: {problem}")]) from None
+
+
+@cache
+def _string_loader() -> type:
+    """A SafeLoader that reads ``sku: 7.10`` as "7.10", not 7.1: IMDS values are strings."""
+    import yaml
+
+    class StringLoader(yaml.SafeLoader):
+        pass
+
+    StringLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return StringLoader
+
+
+def from_tree(data: Any, source: str) -> Profile:
+    """Validate a parsed profile and fill in what it leaves out."""
+    if not isinstance(data, dict):
+        raise ProfileError(source, [("", f"a profile is a mapping with 'compute' and 'network', not {_kind(data)}")])
+    data = dict(data)
+    compute = data.get("compute")
+    if isinstance(compute, dict) and isinstance(compute.get("tags"), dict):
+        data["compute"] = compute = dict(compute)
+        _tags_from_mapping(compute)
+    validated = _validate(data, source)
+    settings = _settings(validated.pop("azimds", None) or {}, source)
+    loadbalancer = validated.pop("loadbalancer", None)
+    problems: list[tuple[str, str]] = []
+    instance = complete(validated, problems)
+    if problems:
+        raise ProfileError(source, problems)
+    return Profile(source, instance, loadbalancer, settings)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+
+
+def _tags_from_mapping(compute: dict[str, Any]) -> None:
+    """Convenience: ``tags: {k: v}`` in a profile becomes the real ``tags`` string and ``tagsList``."""
+    mapping = compute.pop("tags")
+    pairs = [(str(k), "" if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in mapping.items()]
+    compute["tags"] = ";".join(f"{k}:{v}" for k, v in pairs)
+    compute.setdefault("tagsList", [{"name": k, "value": v} for k, v in pairs])
+
+
+# -- validation --------------------------------------------------------------------------------------------
+
+def _validate(data: dict[str, Any], source: str) -> dict[str, Any]:
+    import pydantic
+
+    try:
+        return _profile_adapter().validate_python(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [part for part in err["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+            problem = err["msg"]
+            if err["type"] == "extra_forbidden":
+                problem = "unknown field"
+            elif err["type"] == "missing":
+                problem = "required field missing"
+            problems.append((_format_loc(loc), problem))
+        raise ProfileError(source, problems) from None
+
+
+def _format_loc(loc: list[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _scalar(value: Any) -> Any:
+    """IMDS primitives are strings: accept numbers and booleans from a hand-written profile."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if value is None:
+        return ""
+    return value
+
+
+@cache
+def _profile_adapter() -> Any:
+    """A pydantic TypeAdapter for the whole profile, generated from the catalogue's field table."""
+    from typing import Annotated, Literal
+
+    from typing_extensions import TypedDict
+
+    import pydantic
+    from pydantic import ConfigDict, Field
+
+    forbid = ConfigDict(extra="forbid")
+    string = Annotated[str, pydantic.BeforeValidator(_scalar)]
+
+    def typed(node: catalog.Node, name: str) -> Any:
+        if node.children is None:
+            return string
+        if node.is_array:
+            return list[typed(node.children["*"], name + "Item")]  # type: ignore[misc]
+        members = {key: typed(child, name + key[:1].upper() + key[1:]) for key, child in node.children.items()}
+        td = TypedDict(name, members, total=False)  # type: ignore[misc, operator]
+        td.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+        return td
+
+    lb_schema = catalog.build_schema({k: "" for k in catalog.LOADBALANCER_FIELDS})
+
+    def lb_typed(node: catalog.Node, name: str) -> Any:
+        if node.children is None:
+            kind = catalog.LOADBALANCER_FIELDS[node.path]
+            return Annotated[int, Field(ge=0, le=65535)] if kind == "integer" else string
+        if node.is_array:
+            return list[lb_typed(node.children["*"], name + "Item")]  # type: ignore[misc]
+        members = {key: lb_typed(child, name + key[:1].upper() + key[1:]) for key, child in node.children.items()}
+        td = TypedDict(name, members, total=False)  # type: ignore[misc, operator]
+        td.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+        return td
+
+    version = Literal[catalog.INSTANCE_VERSIONS]  # type: ignore[valid-type]
+    settings = TypedDict("AzimdsSettings", {  # type: ignore[misc, operator]
+        "rateLimit": Annotated[int, Field(ge=0)],
+        "newestVersion": version,
+        "serverVersion": Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+\.\d+$")],
+    }, total=False)
+    settings.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+
+    root = catalog.instance_schema()
+    members = {key: typed(child, "Profile" + key[:1].upper() + key[1:]) for key, child in root.children.items()}
+    members["loadbalancer"] = lb_typed(lb_schema, "Loadbalancer")
+    members["azimds"] = settings
+    profile = TypedDict("Profile", members, total=False)  # type: ignore[misc, operator]
+    profile.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+    return pydantic.TypeAdapter(profile)
+
+
+def _settings(raw: dict[str, Any], source: str) -> Settings:
+    return Settings(
+        rate_limit=raw.get("rateLimit", Settings.rate_limit),
+        newest_version=raw.get("newestVersion"),
+        server_version=raw.get("serverVersion", Settings.server_version),
+    )
+
+
+# -- defaults ----------------------------------------------------------------------------------------------
+
+_IMAGE = {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts-gen2",
+          "version": "22.04.202410020"}
+
+
+def complete(tree: dict[str, Any], problems: list[tuple[str, str]]) -> dict[str, Any]:
+    """Fill what a validated tree leaves out with realistic values consistent with what it has.
+
+    Values the tree gives are never changed (but for MAC addresses, normalised to the real form), so a
+    captured document renders back as it was.
+    """
+    tree = deepcopy(tree)
+    compute = tree.setdefault("compute", {})
+    _complete_compute(compute)
+    network = tree.setdefault("network", {})
+    interfaces = network.setdefault("interface", [_default_nic()])
+    for index, nic in enumerate(interfaces):
+        _complete_nic(nic, index, compute["resourceId"], problems)
+    extended = tree.setdefault("extended", {}).setdefault("compute", {})
+    extended.setdefault("ppsType", "None")
+    _fill(tree, catalog.instance_schema())
+    return tree
+
+
+def _complete_compute(c: dict[str, Any]) -> None:
+    c.setdefault("name", "azimds-vm")
+    c.setdefault("location", "eastus")
+    c.setdefault("subscriptionId", _DEFAULT_SUBSCRIPTION)
+    c.setdefault("resourceGroupName", "azimds-rg")
+    c.setdefault("osType", "Linux")
+    linux = c["osType"].lower() == "linux"
+    rg_path = f"/subscriptions/{c['subscriptionId']}/resourceGroups/{c['resourceGroupName']}"
+    c.setdefault("resourceId", f"{rg_path}/providers/Microsoft.Compute/virtualMachines/{c['name']}")
+    c.setdefault("vmId", _stable_uuid(c["resourceId"].lower()))
+    c.setdefault("azEnvironment", "AzurePublicCloud")
+    c.setdefault("provider", "Microsoft.Compute")
+    c.setdefault("vmSize", "Standard_D2s_v3")
+    c.setdefault("platformFaultDomain", "0")
+    c.setdefault("platformUpdateDomain", "0")
+    c.setdefault("priority", "Regular")
+    c.setdefault("isHostCompatibilityLayerVm", "false")
+    c.setdefault("additionalCapabilities", {}).setdefault("hibernationEnabled", "false")
+    security = c.setdefault("securityProfile", {})
+    for key in ("secureBootEnabled", "virtualTpmEnabled", "encryptionAtHost"):
+        security.setdefault(key, "false")
+    os_profile = c.setdefault("osProfile", {})
+    os_profile.setdefault("adminUsername", "azureuser")
+    os_profile.setdefault("computerName", c["name"])
+    os_profile.setdefault("disablePasswordAuthentication", "true" if linux else "")
+    # Tags: the string and the list say the same thing; derive whichever is missing.
+    if "tags" in c and "tagsList" not in c:
+        c["tagsList"] = [{"name": k, "value": v} for k, v in _split_tags(c["tags"])]
+    elif "tagsList" in c and "tags" not in c:
+        c["tags"] = ";".join(f"{t.get('name', '')}:{t.get('value', '')}" for t in c["tagsList"])
+    # The image: compute's offer/publisher/sku/version and storageProfile.imageReference agree.
+    storage = c.setdefault("storageProfile", {})
+    image = storage.setdefault("imageReference", {})
+    for key in ("publisher", "offer", "sku", "version"):
+        if key not in c and key not in image:
+            c[key] = image[key] = _IMAGE[key]
+        else:
+            c.setdefault(key, image.get(key, ""))
+            image.setdefault(key, c[key])
+    if image.get("version") != "latest":
+        image.setdefault("exactVersion", image.get("version", ""))
+    _complete_storage(storage, c, rg_path, linux)
+
+
+def _split_tags(tags: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in tags.split(";"):
+        if item:
+            name, _, value = item.partition(":")
+            pairs.append((name, value))
+    return pairs
+
+
+def _complete_storage(storage: dict[str, Any], c: dict[str, Any], rg_path: str, linux: bool) -> None:
+    disk_path = f"{rg_path}/providers/Microsoft.Compute/disks"
+    os_disk = storage.setdefault("osDisk", {})
+    os_disk.setdefault("name", f"{c['name']}_OsDisk_1_{_hex(c['resourceId'] + '/osDisk', 32)}")
+    os_disk.setdefault("caching", "ReadWrite")
+    os_disk.setdefault("createOption", "FromImage")
+    os_disk.setdefault("diskSizeGB", "30")
+    os_disk.setdefault("osType", c["osType"])
+    os_disk.setdefault("writeAcceleratorEnabled", "false")
+    os_disk.setdefault("encryptionSettings", {}).setdefault("enabled", "false")
+    managed = os_disk.setdefault("managedDisk", {})
+    managed.setdefault("id", f"{disk_path}/{os_disk['name']}")
+    managed.setdefault("storageAccountType", "Premium_LRS")
+    for lun, disk in enumerate(storage.setdefault("dataDisks", [])):
+        disk.setdefault("lun", str(lun))
+        disk.setdefault("name", f"{c['name']}_DataDisk_{disk['lun']}")
+        disk.setdefault("caching", "None")
+        disk.setdefault("createOption", "Empty")
+        disk.setdefault("diskSizeGB", "32")
+        disk.setdefault("isSharedDisk", "false")
+        disk.setdefault("isUltraDisk", "false")
+        disk.setdefault("writeAcceleratorEnabled", "false")
+        data_managed = disk.setdefault("managedDisk", {})
+        data_managed.setdefault("id", f"{disk_path}/{disk['name']}")
+        data_managed.setdefault("storageAccountType", "Premium_LRS")
+    storage.setdefault("resourceDisk", {}).setdefault("size", "16384")
+
+
+def _default_nic() -> dict[str, Any]:
+    return {"ipv4": {"ipAddress": [{"privateIpAddress": "10.0.0.4", "publicIpAddress": ""}],
+                     "subnet": [{"address": "10.0.0.0", "prefix": "24"}]},
+            "ipv6": {"ipAddress": []}}
+
+
+def _complete_nic(nic: dict[str, Any], index: int, resource_id: str, problems: list[tuple[str, str]]) -> None:
+    mac = nic.get("macAddress")
+    if mac is None:
+        nic["macAddress"] = _AZURE_OUI + _hex(f"{resource_id}/nic/{index}", 6).upper()
+        return
+    normal = mac.replace(":", "").replace("-", "").upper()
+    if len(normal) != 12 or any(ch not in "0123456789ABCDEF" for ch in normal):
+        problems.append((f"network.interface[{index}].macAddress", f"not a MAC address: {mac!r}"))
+    nic["macAddress"] = normal
+
+
+def _stable_uuid(seed: str) -> str:
+    """A random-looking (version 4) lower-case GUID that is the same every time for the same seed."""
+    return str(uuid.UUID(bytes=hashlib.sha256(seed.encode()).digest()[:16], version=4))
+
+
+def _hex(seed: str, length: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+def _fill(value: Any, node: catalog.Node) -> None:
+    """Give every known member of every present object a value: "" for leaves, [] for arrays, {...}."""
+    if node.children is None:
+        return
+    if node.is_array:
+        item = node.children["*"]
+        for element in value:
+            _fill(element, item)
+        return
+    for key, child in node.children.items():
+        if key not in value:
+            if child.path in catalog.OPTIONAL_FIELDS:
+                continue
+            value[key] = "" if child.children is None else [] if child.is_array else {}
+        _fill(value[key], child)

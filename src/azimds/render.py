@@ -1,0 +1,71 @@
+"""Tree to bytes: version gating, route walking, and the JSON and text forms the real service writes.
+
+Pure functions over plain dicts, lists and strings; the endpoints cache what they produce.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import catalog
+from .choices import JSON_ENSURE_ASCII
+
+__all__ = ["NotFound", "gate", "walk", "to_json", "to_text", "is_leaf"]
+
+
+class NotFound(LookupError):
+    """A route names a key or index the document does not have."""
+
+
+def gate(value: Any, node: catalog.Node, version: str) -> Any:
+    """Copy of ``value`` without the fields introduced after ``version``."""
+    children = node.children
+    if children is None:
+        return value
+    if "*" in children:
+        item = children["*"]
+        return [gate(element, item, version) for element in value]
+    out = {}
+    for key, child_value in value.items():
+        child = children[key]
+        if child.since <= version:
+            out[key] = gate(child_value, child, version)
+    return out
+
+
+def walk(value: Any, keys: list[str]) -> Any:
+    """Follow object keys and array indexes (canonical decimal, 0-based) down the document."""
+    for key in keys:
+        if isinstance(value, dict):
+            if key not in value:
+                raise NotFound(key)
+            value = value[key]
+        elif isinstance(value, list):
+            if not key.isdigit() or (len(key) > 1 and key[0] == "0") or int(key) >= len(value):
+                raise NotFound(key)
+            value = value[int(key)]
+        else:
+            raise NotFound(key)
+    return value
+
+
+def is_leaf(value: Any) -> bool:
+    return not isinstance(value, (dict, list))
+
+
+def to_json(value: Any) -> bytes:
+    """Compact JSON, keys sorted at every level, UTF-8, no trailing newline."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=JSON_ENSURE_ASCII).encode("utf-8")
+
+
+def to_text(value: Any) -> bytes:
+    """``format=text``: a leaf as its raw value; an object's keys (``/`` after containers), sorted; an
+    array's indexes (``/`` after containers); one per line, no trailing newline."""
+    if isinstance(value, dict):
+        lines = [f"{key}/" if not is_leaf(value[key]) else key for key in sorted(value)]
+    elif isinstance(value, list):
+        lines = [f"{index}/" if not is_leaf(item) else str(index) for index, item in enumerate(value)]
+    else:
+        return str(value).encode("utf-8")
+    return "\n".join(lines).encode("utf-8")

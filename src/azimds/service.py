@@ -1,0 +1,118 @@
+"""The metadata service as one request handler: the real service's request rules, then the endpoints.
+
+Order of checks (a documented choice): rate limit, path, method, X-Forwarded-For, Metadata header,
+duplicate query parameters, api-version, then the endpoint. Everything decided by the URL alone is
+computed once per VM generation and cached, so a repeated request costs a dict lookup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, unquote_plus
+
+from . import choices
+from .endpoints import Endpoint, Outcome
+from .endpoints.instance import InstanceEndpoint
+from .endpoints.loadbalancer import LoadBalancerEndpoint
+from .endpoints.versions import VersionsEndpoint
+from .http import Request, Response
+from .limits import RateLimiter
+from .profile import Vm
+
+__all__ = ["MetadataService", "ServiceOptions"]
+
+_CACHE_LIMIT = 8192  # URLs remembered per VM; a flood of distinct URLs clears it rather than grow it
+
+UNKNOWN_PATH = Response(404, choices.UNKNOWN_PATH_BODY)
+FORWARDED = Response(choices.FORWARDED_STATUS, choices.FORWARDED_BODY)
+DUPLICATE_QUERY = Response(400, choices.DUPLICATE_QUERY_BODY)
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How the service behaves, as opposed to what the VM is."""
+
+    rate_limit: float = 5.0
+    newest_version: str | None = None
+    server_version: str = choices.SERVER_VERSION
+
+
+class MetadataService:
+    """Answers /metadata/... for a VM. Call it with a Request; it returns a Response (or an awaitable)."""
+
+    def __init__(self, vm: Vm, options: ServiceOptions | None = None):
+        self.vm = vm
+        self.options = options = options or ServiceOptions()
+        self.limiter = RateLimiter(options.rate_limit)
+        newest = options.newest_version
+        self.endpoints: dict[str, Endpoint] = {
+            e.name: e for e in (InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest))
+        }
+        self._too_many: dict[int, Response] = {}
+
+    @property
+    def server_header(self) -> str:
+        return f"IMDS/{self.options.server_version}"
+
+    def __call__(self, request: Request) -> Any:
+        wait = self.limiter.allow(request.peer)
+        if wait:
+            return self._throttled(wait)
+        vm = self.vm
+        cache = vm.cache
+        entry = cache.get(request.url)
+        if entry is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            entry = cache[request.url] = self._resolve(vm, request.url)
+        endpoint, outcome = entry
+        if endpoint is not None:
+            if request.method not in endpoint.methods:
+                return endpoint.not_allowed
+            headers = request.headers
+            if b"x-forwarded-for" in headers:
+                return FORWARDED
+            metadata = headers.get(b"metadata")
+            if metadata is None or metadata.lower() != b"true":
+                return endpoint.missing_header
+        if outcome.__class__ is Response:
+            return outcome
+        return outcome(request)
+
+    def _throttled(self, wait: float) -> Response:
+        seconds = max(1, math.ceil(wait))
+        response = self._too_many.get(seconds)
+        if response is None:
+            response = self._too_many[seconds] = Response(
+                429, choices.TOO_MANY_REQUESTS_BODY, headers=(("Retry-After", str(seconds)),))
+        return response
+
+    def _resolve(self, vm: Vm, url: bytes) -> tuple[Endpoint | None, Outcome]:
+        """Everything the URL alone decides: which endpoint, and its answer (or how to make it)."""
+        raw_path, _, raw_query = url.decode("latin-1").partition("?")
+        raw_path = raw_path.partition("#")[0]
+        path = unquote(raw_path)
+        if choices.TRAILING_SLASH_IGNORED and len(path) > 1 and path.endswith("/"):
+            path = path[:-1]
+        parts = path.split("/")
+        if len(parts) < 3 or parts[0] != "" or parts[1] != "metadata" or parts[2] not in self.endpoints:
+            return None, UNKNOWN_PATH
+        endpoint = self.endpoints[parts[2]]
+        keys = parts[3:]
+        query: dict[str, str] = {}
+        for pair in raw_query.split("&"):
+            if not pair:
+                continue
+            name, _, value = pair.partition("=")
+            name = unquote_plus(name)
+            if name in query:
+                return endpoint, DUPLICATE_QUERY
+            query[name] = unquote_plus(value)
+        version = None
+        if endpoint.versions is not None:
+            version = query.get("api-version")
+            if version not in endpoint.versions:
+                return endpoint, endpoint.version_error  # type: ignore[return-value]
+        return endpoint, endpoint.resolve(vm, keys, query, version)
