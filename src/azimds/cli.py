@@ -45,17 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests per second per source address, 0 for no limit (default: 5)")
     serve.add_argument("--newest-version", metavar="V", default=None,
                        help="behave as a service whose newest api-version is V")
+    serve.add_argument("--fault", action="append", default=[], metavar="PATTERN=SPEC",
+                       help="inject a fault, e.g. '/metadata/instance*=status:410,first-seconds:70' "
+                            "(repeatable; see README 'Faults')")
     serve.set_defaults(run=_serve)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .emulator import DEFAULT_PORT, EmulatorConfig, serve
+    from .faults import parse_fault
     from .profile import ProfileError
 
+    try:
+        faults = tuple(parse_fault(text) for text in args.fault)
+    except ValueError as exc:
+        _error(f"--fault: {exc}")
+        return EXIT_USAGE
     config = EmulatorConfig(profile=args.profile, host=args.host,
                             port=DEFAULT_PORT if args.port is None else args.port,
-                            rate_limit=args.rate_limit, newest_version=args.newest_version)
+                            rate_limit=args.rate_limit, newest_version=args.newest_version, faults=faults)
     try:
         return serve(config, ready=lambda line: print(line, flush=True))
     except ProfileError as exc:

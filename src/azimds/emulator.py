@@ -33,6 +33,7 @@ class EmulatorConfig:
     port: int = DEFAULT_PORT
     rate_limit: float | None = None
     newest_version: str | None = None
+    faults: tuple[Any, ...] = ()  # faults.Fault, added to the profile's
 
 
 def load_profile(source: str | Path | dict[str, Any] | Profile | None) -> Profile:
@@ -55,7 +56,8 @@ def build_service(config: EmulatorConfig) -> MetadataService:
     rate = settings.rate_limit if config.rate_limit is None else config.rate_limit
     if rate < 0:
         raise ValueError(f"the rate limit must be 0 (off) or more, not {rate}")
-    options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version)
+    options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
+                             faults=settings.faults + tuple(config.faults))
     return MetadataService(Vm(profile), options)
 
 
@@ -96,8 +98,9 @@ class Emulator:
     """An emulator on a background thread: ``with Emulator() as imds: urlopen(imds.url + ...)``."""
 
     def __init__(self, profile: str | Path | dict[str, Any] | Profile | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, rate_limit: float | None = 0, newest_version: str | None = None):
-        self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version)
+                 port: int = 0, rate_limit: float | None = 0, newest_version: str | None = None,
+                 faults: tuple[Any, ...] | list[Any] = ()):
+        self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version, tuple(faults))
         self.service = build_service(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -106,6 +109,16 @@ class Emulator:
     @property
     def vm(self) -> Vm:
         return self.service.vm
+
+    @property
+    def journal(self) -> list[Any]:
+        """The requests answered so far (oldest first), as ``service.JournalEntry`` tuples."""
+        return list(self.service.journal)
+
+    @property
+    def faults(self) -> Any:
+        """The live FaultSet: ``imds.faults.faults.append(Fault(...))`` takes effect at once."""
+        return self.service.faults
 
     @property
     def url(self) -> str:
@@ -147,6 +160,7 @@ class Emulator:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop = self._thread = None
+        self._server = None
 
     def __enter__(self) -> "Emulator":
         return self.start()

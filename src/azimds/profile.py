@@ -45,6 +45,7 @@ class Settings:
     rate_limit: int = 5
     newest_version: str | None = None
     server_version: str = SERVER_VERSION
+    faults: tuple[Any, ...] = ()  # faults.Fault
 
 
 @dataclass
@@ -236,10 +237,16 @@ def _profile_adapter() -> Any:
         return td
 
     version = Literal[catalog.INSTANCE_VERSIONS]  # type: ignore[valid-type]
+    fault = TypedDict("Fault", {  # type: ignore[misc, operator]
+        "path": str, "status": int, "latency": float, "drop": bool, "retryAfter": int,
+        "probability": float, "first": int, "firstSeconds": float,
+    }, total=False)
+    fault.__pydantic_config__ = forbid  # type: ignore[attr-defined]
     settings = TypedDict("AzimdsSettings", {  # type: ignore[misc, operator]
         "rateLimit": Annotated[int, Field(ge=0)],
         "newestVersion": version,
         "serverVersion": Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+\.\d+$")],
+        "faults": list[fault],  # type: ignore[valid-type]
     }, total=False)
     settings.__pydantic_config__ = forbid  # type: ignore[attr-defined]
 
@@ -253,10 +260,19 @@ def _profile_adapter() -> Any:
 
 
 def _settings(raw: dict[str, Any], source: str) -> Settings:
+    from . import faults
+
+    rules = []
+    for index, item in enumerate(raw.get("faults", [])):
+        try:
+            rules.extend(faults.from_profile([item]))
+        except ValueError as exc:
+            raise ProfileError(source, [(f"azimds.faults[{index}]", str(exc))]) from None
     return Settings(
         rate_limit=raw.get("rateLimit", Settings.rate_limit),
         newest_version=raw.get("newestVersion"),
         server_version=raw.get("serverVersion", Settings.server_version),
+        faults=tuple(rules),
     )
 
 

@@ -7,9 +7,12 @@ computed once per VM generation and cached, so a repeated request costs a dict l
 
 from __future__ import annotations
 
+import asyncio
 import math
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 from urllib.parse import unquote, unquote_plus
 
 from . import choices
@@ -17,11 +20,12 @@ from .endpoints import Endpoint, Outcome
 from .endpoints.instance import InstanceEndpoint
 from .endpoints.loadbalancer import LoadBalancerEndpoint
 from .endpoints.versions import VersionsEndpoint
+from .faults import Fault, FaultSet
 from .http import Request, Response
 from .limits import RateLimiter
 from .profile import Vm
 
-__all__ = ["MetadataService", "ServiceOptions"]
+__all__ = ["JournalEntry", "MetadataService", "ServiceOptions"]
 
 _CACHE_LIMIT = 8192  # URLs remembered per VM; a flood of distinct URLs clears it rather than grow it
 
@@ -37,6 +41,19 @@ class ServiceOptions:
     rate_limit: float = 5.0
     newest_version: str | None = None
     server_version: str = choices.SERVER_VERSION
+    faults: tuple[Fault, ...] = field(default=())
+    journal_size: int = 10_000
+
+
+class JournalEntry(NamedTuple):
+    """One request the metadata port answered: for test assertions and the control plane."""
+
+    time: float  # wall clock, seconds since the epoch
+    peer: str
+    method: str
+    url: str
+    status: int  # 0 when a fault dropped the connection
+    latency: float  # seconds from request to answer
 
 
 class MetadataService:
@@ -46,6 +63,8 @@ class MetadataService:
         self.vm = vm
         self.options = options = options or ServiceOptions()
         self.limiter = RateLimiter(options.rate_limit)
+        self.faults = FaultSet(list(options.faults))
+        self.journal: deque[JournalEntry] = deque(maxlen=options.journal_size)
         newest = options.newest_version
         self.endpoints: dict[str, Endpoint] = {
             e.name: e for e in (InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest))
@@ -57,6 +76,40 @@ class MetadataService:
         return f"IMDS/{self.options.server_version}"
 
     def __call__(self, request: Request) -> Any:
+        started = time.time()
+        if self.faults:
+            fault = self.faults.match(request.url.partition(b"?")[0].decode("latin-1"))
+            if fault is not None:
+                return self._faulty(request, fault, started)
+        result = self._answer(request)
+        if result.__class__ is Response:
+            self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
+                                             result.status, time.time() - started))
+            return result
+        return self._journaled(request, result, started)
+
+    async def _journaled(self, request: Request, pending: Any, started: float) -> Response:
+        status = 500
+        try:
+            response = await pending
+            status = response.status
+            return response
+        finally:
+            self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
+                                             status, time.time() - started))
+
+    async def _faulty(self, request: Request, fault: Fault, started: float) -> Response:
+        if fault.latency:
+            await asyncio.sleep(fault.latency)
+        response = FaultSet.response(fault)
+        if response is None:
+            result = self._answer(request)
+            response = result if result.__class__ is Response else await result
+        self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
+                                         response.status, time.time() - started))
+        return response
+
+    def _answer(self, request: Request) -> Any:
         wait = self.limiter.allow(request.peer)
         if wait:
             return self._throttled(wait)
