@@ -60,6 +60,12 @@ JSON_ENSURE_ASCII = False
 #: Path keys and query parameter names are case-sensitive; Metadata header value is not.
 CASE_SENSITIVE_PATHS = True
 
+#: Scheduled events: a POST whose body is not ``{"StartRequests":[{"EventId":"…"}, …]}``.
+EVENTS_MALFORMED_BODY = b'{"error":"Bad request. The request body is malformed."}'
+
+#: Scheduled events: approving an EventId that is not in the current document.
+EVENTS_UNKNOWN_ID_BODY = b'{"error":"Bad request. EventId {id} is not a current event."}'
+
 
 class Choice(NamedTuple):
     topic: str
@@ -84,4 +90,19 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Case", "path keys and parameter names are case-sensitive; the Metadata header's value is not"),
     Choice("extended=true", "accepted at every version; adds `extended.compute.ppsType` (profile's value, default `None`)"),
     Choice("dataDisks diffDiskSettings/encryptionSettings/osType, ipv6 publicIpAddress", "served when the profile sets them, never added by defaults"),
+    Choice("Scheduled events approval answer", "200 with an empty body"),
+    Choice("Approving an unknown EventId", "400 `{\"error\":\"Bad request. EventId <id> is not a current event.\"}`; a malformed body 400 `{\"error\":\"Bad request. The request body is malformed.\"}`"),
+    Choice("Scheduled events version of another family", "an instance-only version gets the real 404 `{\"error\": \"Not found\"}`; a missing or unknown one the 400 with the three newest events versions"),
+    Choice("Event types newer than the api-version", "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
+    Choice("Scheduled events Metadata header", "required at every events version, 2017-03-01 included"),
 )
+
+
+def markdown_table() -> str:
+    """The README's table of choices (``python -m azimds.choices`` prints it)."""
+    rows = ["| Topic | What azimds does |", "|---|---|"] + [f"| {c.topic} | {c.decision} |" for c in CHOICES]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,104 @@
+"""One clock for everything time-based in the emulator: real, scaled (runs fast) or manual (moves when told).
+
+Tokens, attested windows and scheduled events all read ``Clock.now()``, so a test that moves the clock moves
+them all together. The clock's whole state is three numbers, which is what gets persisted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["Clock", "ClockState"]
+
+MODES = ("real", "scaled", "manual")
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """Emulated time ``anchor`` at real time ``real_anchor``, running at ``speed`` (0 while manual)."""
+
+    mode: str
+    speed: float
+    anchor: float  # emulated epoch seconds at real_anchor
+    real_anchor: float  # real epoch seconds
+
+
+class Clock:
+    """Emulated wall-clock time in epoch seconds. Thread-safe; cheap to read."""
+
+    def __init__(self, mode: str = "real", speed: float = 1.0, start: float | None = None,
+                 source: Callable[[], float] = time.time):
+        if mode not in MODES:
+            raise ValueError(f"clock mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if mode == "real":
+            speed = 1.0
+        _check_speed(speed)
+        self._source = source
+        self._lock = threading.Lock()
+        now = source()
+        self._state = ClockState(mode, 0.0 if mode == "manual" else speed,
+                                 now if start is None else float(start), now)
+
+    @property
+    def mode(self) -> str:
+        return self._state.mode
+
+    @property
+    def speed(self) -> float:
+        return self._state.speed
+
+    def now(self) -> float:
+        state = self._state
+        if state.speed == 0.0:
+            return state.anchor
+        return state.anchor + (self._source() - state.real_anchor) * state.speed
+
+    def advance(self, seconds: float) -> float:
+        """Move emulated time forward (never back); returns the new time."""
+        if not seconds >= 0:
+            raise ValueError(f"the clock only moves forward; cannot advance by {seconds}")
+        with self._lock:
+            now = self.now()
+            self._state = ClockState(self._state.mode, self._state.speed, now + seconds, self._source())
+            return now + seconds
+
+    def set_time(self, when: float) -> float:
+        """Jump to ``when`` (epoch seconds), which must not be in the emulated past."""
+        current = self.now()
+        if when < current:
+            raise ValueError("the clock only moves forward")
+        return self.advance(when - current)
+
+    def set_speed(self, speed: float) -> None:
+        """Run at ``speed`` emulated seconds per real second: 0 stops it (manual), 1 is real time."""
+        _check_speed(speed, allow_zero=True)
+        with self._lock:
+            now = self.now()
+            mode = "manual" if speed == 0 else "real" if speed == 1 else "scaled"
+            self._state = ClockState(mode, float(speed), now, self._source())
+
+    def state(self) -> ClockState:
+        """A snapshot that ``restore`` turns back into the same clock (for persistence)."""
+        with self._lock:
+            return ClockState(self._state.mode, self._state.speed, self.now(), self._source())
+
+    def restore(self, state: ClockState) -> None:
+        """Continue from a snapshot: emulated time resumes from where it was, at the saved speed.
+
+        Time that passed while the emulator was down is counted at the saved speed, as if it had been
+        running, except for a manual clock, which stays where it was.
+        """
+        with self._lock:
+            self._state = state
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mode": self.mode, "speed": self.speed, "now": self.now()}
+
+
+def _check_speed(speed: float, allow_zero: bool = False) -> None:
+    if not (speed > 0 or (allow_zero and speed == 0)) or speed > 1_000_000:
+        raise ValueError(f"clock speed must be {'0 or ' if allow_zero else ''}more than 0 and at most 1000000, "
+                         f"not {speed}")
