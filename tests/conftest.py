@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -61,8 +62,14 @@ def imds() -> Iterator[Emulator]:
 class ServeProcess:
     """`azimds serve` as a subprocess, with its URL read from the ready line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen([*AZIMDS, "serve", "--port", "0", *args], stdout=subprocess.PIPE,
+    def __init__(self, *args: str, env: dict[str, str] | None = None, state_dir: str | None = None):
+        defaults = []
+        if "--control-port" not in args:
+            defaults += ["--control-port", "0"]
+        if "--state-dir" not in args:
+            self.tmp = tempfile.TemporaryDirectory(prefix="azimds-state-")
+            defaults += ["--state-dir", self.tmp.name]
+        self.proc = subprocess.Popen([*AZIMDS, "serve", "--port", "0", *defaults, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()  # blocks until ready (or the process exits)
         match = re.fullmatch(r"azimds: serving (http://[^/]+)/metadata\n", line)

@@ -48,12 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault", action="append", default=[], metavar="PATTERN=SPEC",
                        help="inject a fault, e.g. '/metadata/instance*=status:410,first-seconds:70' "
                             "(repeatable; see README 'Faults')")
+    serve.add_argument("--clock", choices=("real", "manual"), default="real",
+                       help="real time, or manual: time moves only when the control plane says (default: real)")
+    serve.add_argument("--clock-speed", type=_rate, default=1.0, metavar="X",
+                       help="run the clock X times as fast, e.g. 60 for an hour a minute (default: 1)")
+    serve.add_argument("--state-dir", metavar="DIR", default=None,
+                       help="where state, keys and the control token live (default: ~/.local/state/azimds)")
+    serve.add_argument("--control-host", default=None,
+                       help="control plane address (default: 127.0.0.1, whatever --host is)")
+    serve.add_argument("--control-port", type=_port, default=8170, help="control plane port (default: 8170; 0 picks one)")
+    serve.add_argument("--control-token", default=None, metavar="TOKEN",
+                       help="the control plane's bearer token (default: generated, written to STATE_DIR/control-token)")
+    serve.add_argument("--log-format", choices=("none", "json"), default="none",
+                       help="json: one structured line per request on stderr")
     serve.set_defaults(run=_serve)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .emulator import DEFAULT_PORT, EmulatorConfig, serve
+    from .emulator import DEFAULT_PORT, EmulatorConfig, default_state_dir, serve
     from .faults import parse_fault
     from .profile import ProfileError
 
@@ -64,7 +77,11 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = EmulatorConfig(profile=args.profile, host=args.host,
                             port=DEFAULT_PORT if args.port is None else args.port,
-                            rate_limit=args.rate_limit, newest_version=args.newest_version, faults=faults)
+                            rate_limit=args.rate_limit, newest_version=args.newest_version, faults=faults,
+                            clock=args.clock, clock_speed=args.clock_speed,
+                            state_dir=args.state_dir or default_state_dir(),
+                            control_host=args.control_host or "127.0.0.1", control_port=args.control_port,
+                            control_token=args.control_token, log_format=args.log_format)
     try:
         return serve(config, ready=lambda line: print(line, flush=True))
     except ProfileError as exc:

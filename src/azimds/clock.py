@@ -35,7 +35,7 @@ class Clock:
             raise ValueError(f"clock mode must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == "real":
             speed = 1.0
-        _check_speed(speed)
+        check_speed(speed)
         self._source = source
         self._lock = threading.Lock()
         now = source()
@@ -74,7 +74,7 @@ class Clock:
 
     def set_speed(self, speed: float) -> None:
         """Run at ``speed`` emulated seconds per real second: 0 stops it (manual), 1 is real time."""
-        _check_speed(speed, allow_zero=True)
+        check_speed(speed, allow_zero=True)
         with self._lock:
             now = self.now()
             mode = "manual" if speed == 0 else "real" if speed == 1 else "scaled"
@@ -98,7 +98,7 @@ class Clock:
         return {"mode": self.mode, "speed": self.speed, "now": self.now()}
 
 
-def _check_speed(speed: float, allow_zero: bool = False) -> None:
+def check_speed(speed: float, allow_zero: bool = False) -> None:
     if not (speed > 0 or (allow_zero and speed == 0)) or speed > 1_000_000:
         raise ValueError(f"clock speed must be {'0 or ' if allow_zero else ''}more than 0 and at most 1000000, "
                          f"not {speed}")

@@ -1,13 +1,18 @@
-"""Wires a profile, the metadata service and the HTTP core into an emulator that runs.
+"""Wires a profile, the emulated state, the metadata service, the control plane and the HTTP core together.
 
-``serve`` runs one in the foreground until a signal; ``Emulator`` runs one on a background thread for
-use inside a test suite, on an ephemeral port, with no global state.
+``serve`` runs an emulator in the foreground until a signal; ``Emulator`` runs one on a background thread
+for use inside a test suite, on an ephemeral port, with no global state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
+import secrets
 import signal
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +20,23 @@ from typing import Any, Callable
 
 from . import catalog
 from . import profile as profiles
+from .clock import Clock
+from .control import ControlPlane
 from .profile import Profile, Vm
 from .server import HttpServer
 from .service import MetadataService, ServiceOptions
+from .state import Emulation, JournalEntry
+from .store import Store
 
 __all__ = ["Emulator", "EmulatorConfig", "serve"]
 
 DEFAULT_PORT = 8169  # the real service listens on 169.254.169.254:80; this is our loopback default
+DEFAULT_CONTROL_PORT = 8170
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "azimds"
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,13 @@ class EmulatorConfig:
     rate_limit: float | None = None
     newest_version: str | None = None
     faults: tuple[Any, ...] = ()  # faults.Fault, added to the profile's
+    clock: str = "real"  # real | manual | scaled
+    clock_speed: float = 1.0
+    state_dir: str | Path | None = None  # None: nothing persisted
+    control_host: str = "127.0.0.1"
+    control_port: int | None = DEFAULT_CONTROL_PORT  # None: no control plane
+    control_token: str | None = None  # None: generated, written to STATE_DIR/control-token
+    log_format: str | None = None  # "json": one line per request on stderr
 
 
 def load_profile(source: str | Path | dict[str, Any] | Profile | None) -> Profile:
@@ -46,19 +68,83 @@ def load_profile(source: str | Path | dict[str, Any] | Profile | None) -> Profil
     return profiles.load(source)
 
 
-def build_service(config: EmulatorConfig) -> MetadataService:
-    """Load the profile and make the service; raises ProfileError or ValueError on bad input."""
-    profile = load_profile(config.profile)
-    settings = profile.settings
-    newest = config.newest_version or settings.newest_version
-    if newest is not None:
-        catalog.check_newest(newest)
-    rate = settings.rate_limit if config.rate_limit is None else config.rate_limit
-    if rate < 0:
-        raise ValueError(f"the rate limit must be 0 (off) or more, not {rate}")
-    options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
-                             faults=settings.faults + tuple(config.faults))
-    return MetadataService(Vm(profile), options)
+class Parts:
+    """The assembled emulator: state, service, control plane. Raises ProfileError/ValueError on bad input."""
+
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        profile = load_profile(config.profile)
+        settings = profile.settings
+        newest = config.newest_version or settings.newest_version
+        if newest is not None:
+            catalog.check_newest(newest)
+        rate = settings.rate_limit if config.rate_limit is None else config.rate_limit
+        if rate < 0:
+            raise ValueError(f"the rate limit must be 0 (off) or more, not {rate}")
+        speed = config.clock_speed
+        mode = "manual" if config.clock == "manual" else "scaled" if speed != 1 else "real"
+        clock = Clock(mode, speed=speed if mode != "manual" else 1.0)
+        self.store = _open_store(config.state_dir, profile)
+        self.emulation = Emulation(profile, clock=clock, faults=list(settings.faults) + list(config.faults),
+                                   store=self.store)
+        options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version)
+        self.service = MetadataService(self.emulation, options)
+        if config.log_format == "json":
+            self.service.log = _json_log
+        self.token = config.control_token or secrets.token_urlsafe(24)
+        self.token_file: Path | None = None
+        if config.control_token is None and config.state_dir is not None:
+            self.token_file = _write_token(Path(config.state_dir), self.token)
+        reload = None
+        if isinstance(config.profile, (str, Path)):
+            reload = lambda: profiles.load(config.profile)  # noqa: E731
+        self.control = ControlPlane(self.emulation, self.token, reload=reload)
+        self.metadata_server = HttpServer(self.service, server_header=self.service.server_header)
+        self.control_server = HttpServer(self.control, server_header="azimds-control")
+
+    async def start(self) -> None:
+        await self.metadata_server.start(self.config.host, self.config.port)
+        if self.config.control_port is not None:
+            try:
+                await self.control_server.start(self.config.control_host, self.config.control_port)
+            except BaseException:
+                await self.metadata_server.close()
+                raise
+
+    async def close(self) -> None:
+        await self.metadata_server.close()
+        if self.control_server.port:
+            await self.control_server.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def _open_store(state_dir: str | Path | None, profile: Profile) -> Store | None:
+    """The state database, emptied when it belongs to another profile than this one."""
+    if state_dir is None:
+        return None
+    store = Store(Path(state_dir) / "state.sqlite")
+    fingerprint = hashlib.sha256(json.dumps([profile.instance, profile.loadbalancer], sort_keys=True)
+                                 .encode()).hexdigest()
+    if store.load().get("profile") != fingerprint:
+        store.clear()
+        store.save({"profile": fingerprint})
+    return store
+
+
+def _write_token(state_dir: Path, token: str) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "control-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _json_log(entry: JournalEntry) -> None:
+    sys.stderr.write(json.dumps({"time": entry.time, "peer": entry.peer, "method": entry.method, "url": entry.url,
+                                 "status": entry.status, "latency_ms": round(entry.latency * 1000, 3)}) + "\n")
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -72,60 +158,86 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(config: EmulatorConfig, ready: Callable[[str], None] = print) -> int:
     """Run until SIGINT or SIGTERM; returns the exit code. Raises on bad config before listening."""
-    service = build_service(config)
+    parts = Parts(config)
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(service, config, ready))
+        return loop.run_until_complete(_serve(parts, ready))
     finally:
         loop.close()
 
 
-async def _serve(service: MetadataService, config: EmulatorConfig, ready: Callable[[str], None]) -> int:
-    server = HttpServer(service, server_header=service.server_header)
-    await server.start(config.host, config.port)
+async def _serve(parts: Parts, ready: Callable[[str], None]) -> int:
+    await parts.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    ready(f"azimds: serving {server.url}/metadata")
+    if parts.control_server.port:
+        where = f" (token in {parts.token_file})" if parts.token_file else ""
+        print(f"azimds: control plane {parts.control_server.url}{where}", file=sys.stderr, flush=True)
+    ready(f"azimds: serving {parts.metadata_server.url}/metadata")
     await stop.wait()
-    await server.close()
+    await parts.close()
     return 0
 
 
 class Emulator:
-    """An emulator on a background thread: ``with Emulator() as imds: urlopen(imds.url + ...)``."""
+    """An emulator on a background thread: ``with Emulator() as imds: urlopen(imds.url + ...)``.
+
+    Defaults suit tests: an ephemeral port, no rate limit, nothing persisted, a control plane on an
+    ephemeral loopback port reachable as ``imds.control_url`` with ``imds.token``.
+    """
 
     def __init__(self, profile: str | Path | dict[str, Any] | Profile | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, rate_limit: float | None = 0, newest_version: str | None = None,
-                 faults: tuple[Any, ...] | list[Any] = ()):
-        self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version, tuple(faults))
-        self.service = build_service(self.config)
+                 faults: tuple[Any, ...] | list[Any] = (), clock: str = "real", clock_speed: float = 1.0,
+                 state_dir: str | Path | None = None):
+        self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version, tuple(faults), clock,
+                                     clock_speed, state_dir, control_port=0)
+        self.parts = Parts(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: HttpServer | None = None
+        self._running = False
+
+    @property
+    def service(self) -> MetadataService:
+        return self.parts.service
+
+    @property
+    def emulation(self) -> Emulation:
+        return self.parts.emulation
 
     @property
     def vm(self) -> Vm:
-        return self.service.vm
+        return self.parts.emulation.vm
 
     @property
-    def journal(self) -> list[Any]:
-        """The requests answered so far (oldest first), as ``service.JournalEntry`` tuples."""
-        return list(self.service.journal)
+    def journal(self) -> list[JournalEntry]:
+        """The requests answered so far (oldest first)."""
+        return list(self.parts.emulation.journal)
 
     @property
     def faults(self) -> Any:
         """The live FaultSet: ``imds.faults.faults.append(Fault(...))`` takes effect at once."""
-        return self.service.faults
+        return self.parts.emulation.faults
 
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:41234``; append ``/metadata/...``."""
-        if self._server is None:
+        if not self._running:
             raise RuntimeError("the emulator is not running")
-        return self._server.url
+        return self.parts.metadata_server.url
+
+    @property
+    def control_url(self) -> str:
+        if not self._running:
+            raise RuntimeError("the emulator is not running")
+        return self.parts.control_server.url
+
+    @property
+    def token(self) -> str:
+        return self.parts.token
 
     def start(self) -> "Emulator":
         started = threading.Event()
@@ -134,9 +246,8 @@ class Emulator:
         def run() -> None:
             loop = self._loop = new_event_loop()
             asyncio.set_event_loop(loop)
-            self._server = HttpServer(self.service, server_header=self.service.server_header)
             try:
-                loop.run_until_complete(self._server.start(self.config.host, self.config.port))
+                loop.run_until_complete(self.parts.start())
             except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
                 failure.append(exc)
                 started.set()
@@ -144,15 +255,15 @@ class Emulator:
                 return
             started.set()
             loop.run_forever()
-            loop.run_until_complete(self._server.close())
+            loop.run_until_complete(self.parts.close())
             loop.close()
 
         self._thread = threading.Thread(target=run, name="azimds-emulator", daemon=True)
         self._thread.start()
         started.wait()
         if failure:
-            self._server = None
             raise failure[0]
+        self._running = True
         return self
 
     def stop(self) -> None:
@@ -160,7 +271,7 @@ class Emulator:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
         self._loop = self._thread = None
-        self._server = None
+        self._running = False
 
     def __enter__(self) -> "Emulator":
         return self.start()

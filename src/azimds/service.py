@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable
 from urllib.parse import unquote, unquote_plus
 
 from . import choices
 from .endpoints import Endpoint, Outcome
+from .endpoints.events import EventsEndpoint
 from .endpoints.instance import InstanceEndpoint
 from .endpoints.loadbalancer import LoadBalancerEndpoint
 from .endpoints.versions import VersionsEndpoint
@@ -24,8 +24,9 @@ from .faults import Fault, FaultSet
 from .http import Request, Response
 from .limits import RateLimiter
 from .profile import Vm
+from .state import Emulation, JournalEntry
 
-__all__ = ["JournalEntry", "MetadataService", "ServiceOptions"]
+__all__ = ["MetadataService", "ServiceOptions"]
 
 _CACHE_LIMIT = 8192  # URLs remembered per VM; a flood of distinct URLs clears it rather than grow it
 
@@ -41,52 +42,51 @@ class ServiceOptions:
     rate_limit: float = 5.0
     newest_version: str | None = None
     server_version: str = choices.SERVER_VERSION
-    faults: tuple[Fault, ...] = field(default=())
-    journal_size: int = 10_000
-
-
-class JournalEntry(NamedTuple):
-    """One request the metadata port answered: for test assertions and the control plane."""
-
-    time: float  # wall clock, seconds since the epoch
-    peer: str
-    method: str
-    url: str
-    status: int  # 0 when a fault dropped the connection
-    latency: float  # seconds from request to answer
 
 
 class MetadataService:
-    """Answers /metadata/... for a VM. Call it with a Request; it returns a Response (or an awaitable)."""
+    """Answers /metadata/... for the emulated VM. Call it with a Request; it returns a Response (or an
+    awaitable of one), and records it in the emulation's journal and metrics."""
 
-    def __init__(self, vm: Vm, options: ServiceOptions | None = None):
-        self.vm = vm
+    def __init__(self, emulation: Emulation, options: ServiceOptions | None = None):
+        self.emulation = emulation
+        self.vm: Vm = emulation.vm
+        self.faults: FaultSet = emulation.faults
         self.options = options = options or ServiceOptions()
         self.limiter = RateLimiter(options.rate_limit)
-        self.faults = FaultSet(list(options.faults))
-        self.journal: deque[JournalEntry] = deque(maxlen=options.journal_size)
         newest = options.newest_version
-        self.endpoints: dict[str, Endpoint] = {
-            e.name: e for e in (InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest))
-        }
+        self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
+            InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
+            EventsEndpoint(lambda vm: emulation.events),
+        )}
         self._too_many: dict[int, Response] = {}
+        self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
 
     @property
     def server_header(self) -> str:
         return f"IMDS/{self.options.server_version}"
 
     def __call__(self, request: Request) -> Any:
-        started = time.time()
+        started = time.perf_counter()
         if self.faults:
             fault = self.faults.match(request.url.partition(b"?")[0].decode("latin-1"))
             if fault is not None:
                 return self._faulty(request, fault, started)
         result = self._answer(request)
         if result.__class__ is Response:
-            self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
-                                             result.status, time.time() - started))
+            self._record(request, result.status, started)
             return result
         return self._journaled(request, result, started)
+
+    def _record(self, request: Request, status: int, started: float) -> None:
+        latency = time.perf_counter() - started
+        url = request.url.decode("latin-1")
+        emulation = self.emulation
+        entry = JournalEntry(emulation.clock.now(), request.peer, request.method, url, status, latency)
+        emulation.journal.append(entry)
+        emulation.metrics.observe(_endpoint_label(url), status, latency)
+        if self.log is not None:
+            self.log(entry)
 
     async def _journaled(self, request: Request, pending: Any, started: float) -> Response:
         status = 500
@@ -95,8 +95,7 @@ class MetadataService:
             status = response.status
             return response
         finally:
-            self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
-                                             status, time.time() - started))
+            self._record(request, status, started)
 
     async def _faulty(self, request: Request, fault: Fault, started: float) -> Response:
         if fault.latency:
@@ -105,8 +104,7 @@ class MetadataService:
         if response is None:
             result = self._answer(request)
             response = result if result.__class__ is Response else await result
-        self.journal.append(JournalEntry(started, request.peer, request.method, request.url.decode("latin-1"),
-                                         response.status, time.time() - started))
+        self._record(request, response.status, started)
         return response
 
     def _answer(self, request: Request) -> Any:
@@ -167,5 +165,17 @@ class MetadataService:
         if endpoint.versions is not None:
             version = query.get("api-version")
             if version not in endpoint.versions:
-                return endpoint, endpoint.version_error  # type: ignore[return-value]
+                return endpoint, endpoint.version_response(version)
         return endpoint, endpoint.resolve(vm, keys, query, version)
+
+
+_LABELS = ("instance", "attested", "identity", "scheduledevents", "loadbalancer", "versions")
+
+
+def _endpoint_label(url: str) -> str:
+    """The metrics label of a request: the endpoint its path names, else "other" (bounded cardinality)."""
+    if url.startswith("/metadata/"):
+        name = url[10:].partition("/")[0].partition("?")[0]
+        if name in _LABELS:
+            return name
+    return "other"

@@ -46,5 +46,9 @@ class Endpoint:
         allow = ", ".join(sorted(self.methods))
         self.not_allowed = Response(405, METHOD_NOT_ALLOWED_BODY, headers=(("Allow", allow),))
 
+    def version_response(self, version: str | None) -> Response:
+        """The answer to a missing or unaccepted api-version."""
+        return self.version_error  # type: ignore[return-value]
+
     def resolve(self, vm: Vm, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
         raise NotImplementedError
