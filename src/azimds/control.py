@@ -335,7 +335,7 @@ def openapi() -> dict[str, Any]:
     def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
         return {"required": required, "content": {JSON: {"schema": schema}}}
 
-    errors = {code: error for code in ("400", "401", "404", "405", "409")}
+    errors = {code: error for code in ("400", "401", "404", "405", "409", "413", "414", "431")}
     node_path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
                  "description": "slash-separated keys and indexes, e.g. compute/tags"}
     event_id = {"name": "eventId", "in": "path", "required": True, "schema": {"type": "string"}}
