@@ -176,3 +176,37 @@ def test_clock_modes():
         clock.advance(-1)
     with pytest.raises(ValueError):
         Clock("warp")
+
+
+def test_scenario_replays_a_maintenance_day():
+    from azimds.events import scenario_plan
+
+    clock = Clock("manual", start=T0)  # 22:26:58 UTC
+    events = book(clock)
+    for item in scenario_plan([{"in": "2m", "type": "Freeze", "durationInSeconds": 5},
+                               {"at": "23:00", "type": "Preempt"}], T0, "vm1"):
+        events.plan(item)
+    first = events.document("2020-07-01")
+    assert first["DocumentIncarnation"] == 2 and first["Events"][0]["EventType"] == "Freeze"
+    assert first["Events"][0]["NotBefore"] == "Sat, 11 Apr 2026 22:28:58 GMT"
+    clock.advance(125)  # the Freeze started at 22:28:58 and lasted 5 s
+    assert events.document("2020-07-01") == {"DocumentIncarnation": 4, "Events": []}
+    clock.set_time(T0 + 33 * 60 + 2 - 30)  # 22:59:30: the Preempt is published with its 30 s notice
+    [preempt] = events.document("2020-07-01")["Events"]
+    assert preempt["EventType"] == "Preempt" and preempt["NotBefore"] == "Sat, 11 Apr 2026 23:00:00 GMT"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"type": "Freeze"}, "exactly one of"),
+    ({"in": "2m", "at": "10:00", "type": "Freeze"}, "exactly one of"),
+    ({"in": "soon", "type": "Freeze"}, "an offset"),
+    ({"at": "25:99", "type": "Freeze"}, "time of day"),
+    ({"in": 5, "type": "Nap"}, "type must be"),
+    ({"in": 5, "type": "Reboot", "colour": "red"}, "unknown field"),
+])
+def test_bad_scenarios_are_named(entry, message):
+    from azimds.events import scenario_plan
+
+    with pytest.raises(ValueError, match=message) as info:
+        scenario_plan([entry], T0, "vm1")
+    assert "scenarios[0]" in str(info.value)

@@ -96,6 +96,7 @@ class EventBook:
         self.incarnation = incarnation
         self.events: dict[str, Event] = {e.id: e for e in events}
         self.on_change = on_change
+        self.pending: list[dict[str, Any]] = []  # scenario events not yet published: {"publish": t, ...}
 
     # -- reading ------------------------------------------------------------------------------------
     def current(self) -> list[Event]:
@@ -108,6 +109,12 @@ class EventBook:
         changed = False
         while True:
             due = [e for e in self.events.values() if e.next_transition() <= now]
+            publish = min((p for p in self.pending if p["publish"] <= now), key=lambda p: p["publish"], default=None)
+            if publish is not None and (not due or publish["publish"] <= min(e.next_transition() for e in due)):
+                self.pending.remove(publish)
+                self._publish(publish)
+                changed = True
+                continue
             if not due:
                 break
             event = min(due, key=lambda e: (e.next_transition(), e.published, e.id))
@@ -126,17 +133,44 @@ class EventBook:
         return {"DocumentIncarnation": self.incarnation, "Events": events}
 
     # -- changing -----------------------------------------------------------------------------------
+    def plan(self, item: dict[str, Any]) -> None:
+        """Queue a scenario event: published at ``publish`` (emulated epoch seconds) with the other keys
+        as ``schedule`` takes them (``not_before`` absolute)."""
+        self.pending.append(dict(item))
+        self.pending.sort(key=lambda p: p["publish"])
+        self._changed()
+
+    def _publish(self, item: dict[str, Any]) -> None:
+        kwargs = {k: v for k, v in item.items() if k != "publish"}
+        kwargs.setdefault("not_before", None)
+        now_clock = self.clock
+        when = item["publish"]
+        self.clock = lambda: when  # publish as of its own time, even when caught up later
+        try:
+            self._schedule(**kwargs)
+        except EventError:
+            pass  # a planned event that can no longer be valid (its id taken) is dropped
+        finally:
+            self.clock = now_clock
+
     def schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
                  notice: float | None = None, duration: int | None = None, active: float | None = None,
                  description: str | None = None, event_id: str | None = None, started: bool = False) -> Event:
         """Publish an event now. ``started=True`` makes it appear directly as Started (a hardware failure)."""
+        self.catch_up()
+        return self._schedule(type, resources, source=source, not_before=not_before, notice=notice,
+                              duration=duration, active=active, description=description, event_id=event_id,
+                              started=started)
+
+    def _schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
+                  notice: float | None = None, duration: int | None = None, active: float | None = None,
+                  description: str | None = None, event_id: str | None = None, started: bool = False) -> Event:
         if type not in TYPES:
             raise EventError(f"event type must be one of {', '.join(TYPES)}, not {type!r}")
         if source not in SOURCES:
             raise EventError(f"event source must be Platform or User, not {source!r}")
         if not resources or not all(isinstance(r, str) and r for r in resources):
             raise EventError("an event needs at least one resource (VM name)")
-        self.catch_up()
         now = self.clock()
         if not_before is not None and notice is not None:
             raise EventError("give notBefore or notice, not both")
@@ -220,15 +254,95 @@ class EventBook:
 
     # -- persistence --------------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({"incarnation": self.incarnation, "events": [asdict(e) for e in self.events.values()]},
-                          sort_keys=True)
+        return json.dumps({"incarnation": self.incarnation, "events": [asdict(e) for e in self.events.values()],
+                           "pending": self.pending}, sort_keys=True)
 
     def load_json(self, text: str) -> None:
         data = json.loads(text)
         self.incarnation = max(self.incarnation, int(data["incarnation"]))
         self.events = {e["id"]: Event(**e) for e in data["events"]}
+        self.pending = data.get("pending", [])
 
 
 def render_document(doc: dict[str, Any]) -> bytes:
     """Compact JSON in the real service's fixed key order (not sorted, unlike the instance document)."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# -- scenarios ----------------------------------------------------------------------------------------------
+
+_SCENARIO_KEYS = {"in", "at", "type", "resources", "source", "notice", "durationInSeconds", "active", "description",
+                  "eventId", "started"}
+
+
+def parse_offset(text: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"2m"``, ``"1h30m"``; ValueError otherwise."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        import re
+
+        match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", str(text))
+        if not match or not any(match.groups()):
+            raise ValueError(f"an offset is seconds or like '2m', '1h30m', '90s', not {text!r}")
+        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds < 0:
+        raise ValueError(f"an offset must be 0 or more, not {text!r}")
+    return seconds
+
+
+def parse_when(text: Any, start: float) -> float:
+    """``"10:00"`` (the next such UTC time of day, emulated) or an ISO 8601 time, as epoch seconds."""
+    from datetime import datetime, timedelta, timezone
+
+    value = str(text).strip()
+    try:
+        if len(value) <= 8 and ":" in value:
+            clock = datetime.strptime(value, "%H:%M:%S" if value.count(":") == 2 else "%H:%M").time()
+            base = datetime.fromtimestamp(start, timezone.utc)
+            when = datetime.combine(base.date(), clock, timezone.utc)
+            if when.timestamp() < start:
+                when += timedelta(days=1)
+            return when.timestamp()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"'at' is a UTC time of day like '10:00' or an ISO 8601 time, not {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def scenario_plan(entries: list[dict[str, Any]], start: float, default_resource: str) -> list[dict[str, Any]]:
+    """Turn scenario entries into ``EventBook.plan`` items. Raises ValueError naming the entry and problem."""
+    plan = []
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError("a scenario entry is a mapping")
+            unknown = set(entry) - _SCENARIO_KEYS
+            if unknown:
+                raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+            if ("in" in entry) == ("at" in entry):
+                raise ValueError("give exactly one of 'in' (an offset from start) and 'at' (a time)")
+            kind = entry.get("type")
+            if kind not in TYPES:
+                raise ValueError(f"type must be one of {', '.join(TYPES)}, not {kind!r}")
+            not_before = start + parse_offset(entry["in"]) if "in" in entry else parse_when(entry["at"], start)
+            notice = parse_offset(entry.get("notice", MIN_NOTICE[kind]))
+            started = bool(entry.get("started", False))
+            item: dict[str, Any] = {"publish": not_before if started else max(start, not_before - notice),
+                                    "type": kind, "resources": list(entry.get("resources", [default_resource])),
+                                    "source": entry.get("source", "Platform"), "started": started}
+            if not started:
+                item["not_before"] = not_before
+            for key, name in (("durationInSeconds", "duration"), ("active", "active"),
+                              ("description", "description"), ("eventId", "event_id")):
+                if key in entry:
+                    item[name] = entry[key]
+            if item["source"] not in SOURCES:
+                raise ValueError(f"source must be Platform or User, not {item['source']!r}")
+        except ValueError as exc:
+            raise ValueError(f"scenarios[{index}]: {exc}") from None
+        plan.append(item)
+    return plan
