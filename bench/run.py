@@ -490,9 +490,26 @@ def instance_bytes(ctx: Context, url_path: str) -> bytes:
     return body
 
 
+def cli_case(ctx: Context) -> CaseResult:
+    """`azimds tags KEY` end to end (median wall time) beside curl for the same request and `python -c pass`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import cli_case as cli  # bench/cli_case.py
+
+    figures = cli.run(runs=20 if ctx.settings.duration >= 10 else 10)
+    print(cli._table(figures))
+    result = CaseResult("cli")
+    result.ratios.append(Ratio("azimds tags median ms", float(figures["azimds_tags_ms"]), cli.TARGET_MS, False))
+    if figures.get("curl_ms"):
+        result.ratios.append(Ratio("azimds tags / curl (info)", float(figures["azimds_over_curl"]), float("inf"), False))
+    result.ratios.append(Ratio("azimds tags / python -c pass (info)", float(figures["azimds_over_python"]),
+                               float("inf"), False))
+    return result
+
+
 CASES: tuple[Case, ...] = (
     Case("instance", f"GET {INSTANCE_PATH}?{INSTANCE_QUERY} vs nginx static file", ("wrk", "nginx", "taskset"),
          instance_case),
+    Case("cli", "azimds tags KEY end to end vs curl and python -c pass", (), cli_case),
 )
 
 

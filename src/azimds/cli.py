@@ -1,12 +1,36 @@
-"""The ``azimds`` command: argparse only, each command importing what it needs when it runs."""
+"""The ``azimds`` command: argparse only, each command importing what it needs when it runs.
+
+``serve`` runs the emulator; ``get``, ``tags``, ``versions`` and ``dump`` read IMDS through
+``azimds.client`` and must start fast (shell scripts call them), so nothing here imports the emulator's
+dependencies (pydantic, PyYAML, httptools) for them. Errors are one line on stderr; exit codes are
+0 success, 1 not found, 2 usage or connection failure.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+
+TYPE_CHECKING = False  # typing costs 5 ms at import, and this module loads on every call
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
+    from .client import Client
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+
+EXIT_CODES = "exit codes: 0 success, 1 not found (no such tag or path), 2 usage error or no answer from IMDS"
+TAG_PREFIX = "TAG_"
+REDACT_HELP = (
+    "blank userData, customData, publicKeys[].keyData, disk encryption secretUrl/keyUrl and every storage "
+    "uri; replace subscriptionId, vmId and placementGroupId with the zero GUID; replace the resource group, "
+    "VM, computer, admin user, scale set and disk names with placeholders wherever one is a whole value, and "
+    "every subscription, resource group and resource name inside resource IDs; map public IP addresses "
+    "(NICs and load balancer) to documentation addresses (203.0.113.0/24, 2001:db8::/32), the same address "
+    "to the same placeholder. Tags, private and MAC addresses, sizes, image and location are kept: review "
+    "tags before sharing"
+)
 
 
 def _port(text: str) -> int:
@@ -29,12 +53,90 @@ def _rate(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def _prefix(text: str) -> str:
+    import re
+
+    if text and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"a prefix is letters, digits and '_', not starting with a digit: {text!r}")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2), as every other error is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="azimds", description="Azure Instance Metadata Service emulator and client.")
+    parser = _Parser(
+        prog="azimds", description="Azure Instance Metadata Service emulator and client.", epilog=EXIT_CODES)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    _add_serve(commands)
 
+    client = _Parser(add_help=False)
+    client.add_argument("--endpoint", metavar="URL",
+                        help="IMDS base URL (default: $AZIMDS_ENDPOINT, else http://169.254.169.254); "
+                             "proxy environment variables are never used")
+    client.add_argument("--deadline", type=_seconds, metavar="SECONDS",
+                        help="give up after this long, retries included (default: 90)")
+
+    get = _command(commands, "get", client, "read any IMDS path",
+                   "Print /metadata/PATH: JSON as served (compact, keys sorted), or text with --text. "
+                   "404, 410, 429, 5xx and lost connections are retried as Microsoft advises, up to --deadline.")
+    get.add_argument("path", nargs="?", default="instance", metavar="PATH",
+                     help="path below /metadata, e.g. instance/compute/vmId (default: instance)")
+    get.add_argument("--text", action="store_true", help="format=text: needed for leaves such as vmId")
+    get.add_argument("--api-version", metavar="V", help="send this api-version (default: 2021-02-01, or the "
+                                                        "host's newest if it does not know that)")
+    get.add_argument("--pretty", action="store_true", help="indent JSON")
+    get.set_defaults(action=_get)
+
+    tags = _command(commands, "tags", client, "print the VM's tags",
+                    "Print one tag's value (with KEY) or all tags. Tags come from tagsList, or from the "
+                    "'tags' string on hosts too old for tagsList (a ';' inside a value is then ambiguous). "
+                    "KEY matches exactly, else case-insensitively as Azure tag names do. For env and shell, "
+                    f"a tag name becomes PREFIX + the name upper-cased with every character outside "
+                    f"[A-Za-z0-9_] turned into '_' (prefix {TAG_PREFIX!r} by default, so that no tag can set "
+                    "PATH, LD_PRELOAD or IFS); a name that would repeat an earlier one is skipped with a "
+                    "warning. Values are quoted with shlex.quote for shell; env writes NAME=value verbatim "
+                    "and skips values with a line break.")
+    tags.add_argument("key", nargs="?", metavar="KEY", help="the tag to print (default: all)")
+    tags.add_argument("--format", choices=("plain", "json", "env", "shell"), default="plain",
+                      help="plain: the value (KEY) or name=value lines; json: a JSON string or object; "
+                           "env: NAME=value lines; shell: export NAME='value' lines for eval")
+    tags.add_argument("--prefix", type=_prefix, default=TAG_PREFIX, metavar="PREFIX",
+                      help=f"variable name prefix for env and shell (default: {TAG_PREFIX}); '' for none")
+    tags.set_defaults(action=_tags)
+
+    versions = _command(commands, "versions", client, "list the api-versions IMDS accepts",
+                        "Print /metadata/versions, one api-version per line, as the host lists them.")
+    versions.set_defaults(action=_versions)
+
+    dump_description = ("Capture this VM (or --endpoint) as an emulator profile (JSON) that "
+                            "'azimds serve --profile FILE' serves back identically: /metadata/instance at "
+                            "the newest api-version the host accepts, /metadata/loadbalancer if present, "
+                            "and that newest version. Identity tokens, attested documents and scheduled "
+                            "events are not captured.")
+    dump = _command(commands, "dump", client, "capture this VM as an emulator profile", dump_description)
+    dump.add_argument("--redact", action="store_true", help=REDACT_HELP)
+    dump.add_argument("--output", "-o", metavar="FILE", help="write the profile here (default: stdout)")
+    dump.set_defaults(action=_dump)
+    return parser
+
+
+def _add_serve(commands: Any) -> None:
     serve = commands.add_parser(
         "serve", help="run the emulator", description="Serve /metadata for the VM a profile describes "
         "(the embedded default VM without --profile). Prints 'azimds: serving URL' when ready.")
@@ -62,8 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=("none", "json"), default="none",
                        help="json: one structured line per request on stderr")
     serve.set_defaults(run=_serve)
-    return parser
 
+
+def _command(commands: Any, name: str, parent: argparse.ArgumentParser, summary: str,
+             description: str) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, parents=[parent], help=summary, description=description,
+                                  epilog=EXIT_CODES)
+    command.set_defaults(run=_run_client)
+    return command
+
+
+# -- serve -------------------------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
     from .emulator import DEFAULT_PORT, EmulatorConfig, default_state_dir, serve
@@ -93,8 +204,154 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
+# -- client commands ---------------------------------------------------------------------------------------
+
+def _run_client(args: argparse.Namespace) -> int:
+    """Make the client, run the command, and turn every failure into one line and an exit code."""
+    from .client import DEFAULT_DEADLINE, Client, ImdsError, NotFound
+
+    try:
+        client = Client(args.endpoint, deadline=args.deadline or DEFAULT_DEADLINE)
+        return args.action(client, args)
+    except NotFound as exc:
+        _error(str(exc))
+        return EXIT_NOT_FOUND
+    except (ImdsError, ValueError) as exc:
+        _error(str(exc))
+    except OSError as exc:
+        _error(f"{exc.filename or 'output'}: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - a user gets one line, never a traceback
+        _error(f"unexpected failure: {type(exc).__name__}: {exc}")
+    return EXIT_USAGE
+
+
+def _get(client: Client, args: argparse.Namespace) -> int:
+    from .client import ImdsError
+
+    try:
+        value = client.get(args.path, text=args.text, api_version=args.api_version)
+    except ImdsError as exc:
+        if exc.status == 400 and not args.text and "newest-versions" not in exc.body:
+            raise ImdsError(f"{exc} (a leaf such as vmId needs --text)", status=400, body=exc.body) from None
+        raise
+    if args.text:
+        _write(value)
+    else:
+        _write(_json(value, pretty=args.pretty))
+    return EXIT_OK
+
+
+def _versions(client: Client, args: argparse.Namespace) -> int:
+    _write("\n".join(client.versions()))
+    return EXIT_OK
+
+
+def _dump(client: Client, args: argparse.Namespace) -> int:
+    from .client import capture, redact
+
+    profile = capture(client)
+    text = _json(redact(profile) if args.redact else profile, pretty=True)
+    if args.output is None:
+        _write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+    return EXIT_OK
+
+
+def _tags(client: Client, args: argparse.Namespace) -> int:
+    tags = client.tags()
+    if args.key is not None:
+        name = _find_tag(tags, args.key)
+        if name is None:
+            known = ", ".join(repr(n) for n in tags) if tags else "none"
+            _error(f"no tag {args.key!r} on this VM (its tags: {known})")
+            return EXIT_NOT_FOUND
+        if args.format == "plain":
+            _write(tags[name])
+            return EXIT_OK
+        if args.format == "json":
+            _write(_json(tags[name]))
+            return EXIT_OK
+        tags = {name: tags[name]}
+    _write(_FORMATS[args.format](tags, args.prefix))
+    return EXIT_OK
+
+
+def _find_tag(tags: dict[str, str], key: str) -> str | None:
+    """The tag name ``key`` means: itself, else the one name equal to it ignoring case."""
+    if key in tags:
+        return key
+    folded = [name for name in tags if name.casefold() == key.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _plain(tags: dict[str, str], prefix: str) -> str:
+    return "\n".join(f"{name}={value}" for name, value in tags.items())
+
+
+def _json_tags(tags: dict[str, str], prefix: str) -> str:
+    return _json(tags)
+
+
+def _env(tags: dict[str, str], prefix: str) -> str:
+    lines = []
+    for name, variable, value in _variables(tags, prefix):
+        if "\n" in value or "\r" in value:
+            _warn(f"tag {name!r}: an env file cannot hold a line break; skipped")
+            continue
+        lines.append(f"{variable}={value}")
+    return "\n".join(lines)
+
+
+def _shell(tags: dict[str, str], prefix: str) -> str:
+    import shlex
+
+    return "\n".join(f"export {variable}={shlex.quote(value)}" for _, variable, value in _variables(tags, prefix))
+
+
+_FORMATS: dict[str, Callable[[dict[str, str], str], str]] = {
+    "plain": _plain, "json": _json_tags, "env": _env, "shell": _shell}
+
+
+def _variables(tags: dict[str, str], prefix: str) -> list[tuple[str, str, str]]:
+    """(tag name, variable name, value) for each tag; a name that repeats an earlier one is skipped."""
+    taken: dict[str, str] = {}
+    out = []
+    for name, value in tags.items():
+        variable = prefix + "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name).upper()
+        if variable[:1].isdigit():
+            variable = "_" + variable
+        if variable in taken:
+            _warn(f"tags {taken[variable]!r} and {name!r} both become {variable}; kept {taken[variable]!r}")
+            continue
+        taken[variable] = name
+        out.append((name, variable, value))
+    return out
+
+
+# -- output ------------------------------------------------------------------------------------------------
+
+def _json(value: Any, *, pretty: bool = False) -> str:
+    import json
+
+    if pretty:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _write(text: str) -> None:
+    """Print ``text`` and a newline; nothing at all for an empty text."""
+    if text:
+        sys.stdout.write(text + "\n")
+
+
 def _error(message: str) -> None:
     print(f"azimds: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"azimds: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

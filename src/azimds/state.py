@@ -73,7 +73,10 @@ class Emulation:
         self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self.metrics = Metrics()
         if store is not None:
-            self._restore(store.load())
+            saved = store.load()
+            self._restore(saved)
+            if "clock" not in saved:  # so a restart continues this clock, manual ones included
+                self._save_clock()
 
     @staticmethod
     def _real_seconds() -> float:

@@ -1,0 +1,671 @@
+"""A client for the Azure Instance Metadata Service that behaves the way Microsoft asks clients to.
+
+Reading IMDS looks like one curl line, but a script that must work on every fresh VM has to do more: go
+around any proxy, pin an api-version and fall back when the host is older, retry 404, 410, 429 and 5xx with
+exponential backoff (410 for up to 70 s), honour Retry-After, stay under the 5 requests/second limit and
+still give up at a deadline. ``Client`` does all of that, so reading a tag is one call::
+
+    from azimds.client import Client
+    Client().tags()["tag_key"]
+
+It uses ``http.client`` from the standard library: like urllib3 it never reads ``HTTP_PROXY`` and friends,
+and it imports in half the time, which keeps ``azimds tags KEY`` fast enough to call from shell scripts.
+``capture`` and ``redact`` turn what a client reads into an emulator profile (``azimds dump``).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import http.client
+import ipaddress
+import json
+import os
+import random
+import threading
+import time
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urlsplit
+
+TYPE_CHECKING = False  # typing costs 5 ms at import; the CLI imports this module on every call
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = [
+    "Backoff", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket",
+    "capture", "parse_tags", "redact", "tags_of",
+]
+
+DEFAULT_ENDPOINT = "http://169.254.169.254"
+ENDPOINT_ENV = "AZIMDS_ENDPOINT"
+
+#: The api-version sent unless the caller names one. The oldest version that serves every field the typed
+#: accessors read (userData 2021-01-01, tagsList 2019-06-04, resourceId 2019-03-11), and the one Microsoft's
+#: own examples used for years, so every host in every cloud knows it. Pinned rather than "newest" so that
+#: what a caller gets never changes shape under it; ``get(..., api_version=...)`` reaches newer fields.
+DEFAULT_API_VERSION = "2021-02-01"
+DEFAULT_DEADLINE = 90.0  # seconds per call, retries included: room for the 70 s that a 410 may last
+DEFAULT_TIMEOUT = 5.0  # seconds per attempt (each socket operation), never beyond the deadline
+PROBE_TIMEOUT = 1.0  # is_azure()
+
+_FALLBACK_FAMILY = frozenset({"instance", "attested", "identity", "loadbalancer"})  # share one version list
+_FAMILY_VERSIONS = {"scheduledevents": "2020-07-01"}  # a version list of its own; this is its newest
+_FACTS = ("vmId", "name", "location", "subscriptionId", "resourceId")  # never change for a VM: cached
+_NO_LOAD_BALANCER = b"No load balancer metadata"  # the real 404 body when the VM has no Standard LB
+_LOADBALANCER_SINCE = "2020-10-01"
+_HEADERS = {"Metadata": "true", "User-Agent": "azimds-client"}
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+class ImdsError(Exception):
+    """IMDS refused or failed a request. ``status`` is the HTTP status, None when nothing answered."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class NotFound(ImdsError):
+    """The path does not exist (404 after the 404 retries), or the field is not served at this api-version."""
+
+
+class ImdsUnavailable(ImdsError):
+    """No usable answer before the deadline: no connection, timeouts, or 410/429/5xx until the end."""
+
+
+# -- retry policy and rate limit ---------------------------------------------------------------------------
+
+class Backoff:
+    """When to retry and how long to wait, as Microsoft documents for IMDS clients.
+
+    Retry ``n`` (0-based) waits ``delta * (2**n - 1)`` seconds, scaled by a random factor within
+    ``1 ± jitter`` and capped at ``cap``: about 0, 2, 6, 14, 30 s ("ExponentialBackoff, 5 retries, min 0 s,
+    max 60 s, delta 2 s"). No answer, 429 and 5xx get ``retries`` retries; 5xx never sooner than
+    ``server_error_min`` ("retry after at least 1 s"); 404 gets ``not_found_retries`` (it means "IMDS is
+    updating" but far more often "no such path"); 410 is retried past ``retries`` until ``gone_for`` seconds
+    after the call began ("available within 70 s"); other statuses are final. A retry is only made when at
+    least ``min_attempt`` seconds remain before the deadline: a wait that would end later is shortened, and
+    that retry is the last.
+    """
+
+    __slots__ = ("delta", "cap", "jitter", "retries", "not_found_retries", "gone_for", "server_error_min",
+                 "min_attempt")
+
+    def __init__(self, *, delta: float = 2.0, cap: float = 60.0, jitter: float = 0.2, retries: int = 5,
+                 not_found_retries: int = 3, gone_for: float = 70.0, server_error_min: float = 1.0,
+                 min_attempt: float = 1.0) -> None:
+        if delta < 0 or cap < 0 or not 0 <= jitter < 1 or retries < 0 or not_found_retries < 0 or min_attempt < 0:
+            raise ValueError("backoff times and counts must be 0 or more, and jitter below 1")
+        self.delta, self.cap, self.jitter = delta, cap, jitter
+        self.retries, self.not_found_retries, self.gone_for = retries, not_found_retries, gone_for
+        self.server_error_min, self.min_attempt = server_error_min, min_attempt
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Backoff({fields})"
+
+    def allows(self, retry: int, status: int | None, elapsed: float) -> bool:
+        """Whether a failure (``status`` None: no answer) earns retry number ``retry`` of a call."""
+        if status is None or status == 429 or status >= 500:
+            return retry < self.retries
+        if status == 404:
+            return retry < self.not_found_retries
+        if status == 410:
+            return retry < self.retries or elapsed < self.gone_for
+        return False
+
+    def delay(self, retry: int, status: int | None, chance: float) -> float:
+        """Seconds before retry number ``retry``; ``chance`` in [0, 1) picks the jitter (0.5: none)."""
+        factor = 1.0 + self.jitter * (2.0 * chance - 1.0)
+        wait = min(self.cap, self.delta * (2 ** min(retry, 64) - 1) * factor)  # 2**64: long past any cap
+        if status is not None and status >= 500:
+            wait = max(wait, self.server_error_min)
+        return wait
+
+
+class TokenBucket:
+    """A thread-safe token bucket: bursts of ``burst`` requests, then ``rate`` a second.
+
+    ``acquire`` reserves a token and sleeps until it is due, so concurrent callers queue fairly.
+    """
+
+    def __init__(self, rate: float = 5.0, burst: float = 5.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs a rate above 0 and a burst of 1 or more")
+        self.rate, self.burst = float(rate), float(burst)
+        self._clock, self._sleep = clock, sleep
+        self._tokens, self._stamp = self.burst, clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a token, waiting for it if need be; False, taking nothing, if that would exceed ``timeout``."""
+        with self._lock:
+            now = self._clock()
+            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            wait = max(0.0, (1.0 - tokens) / self.rate)
+            if wait > timeout:
+                return False
+            self._tokens, self._stamp = tokens - 1.0, now
+        if wait:
+            self._sleep(wait)
+        return True
+
+
+#: Shared by every Client that is not given its own: keeps one process under IMDS's 5 requests/second. A
+#: burst one token smaller than the service's leaves it a token to spare, so requests that arrive closer
+#: together than they were sent (up to 0.2 s closer) are still under its limit.
+PROCESS_LIMITER = TokenBucket(rate=5.0, burst=4.0)
+
+
+# -- the client --------------------------------------------------------------------------------------------
+
+class _Reply:
+    __slots__ = ("status", "body", "retry_after", "server")
+
+    def __init__(self, status: int, body: bytes, retry_after: str | None, server: str | None) -> None:
+        self.status, self.body, self.retry_after, self.server = status, body, retry_after, server
+
+
+class _Call:
+    """One call's clock: its deadline and how many attempts it made."""
+
+    __slots__ = ("clock", "start", "end", "attempts", "last_try")
+
+    def __init__(self, clock: Callable[[], float], seconds: float) -> None:
+        if not seconds > 0:
+            raise ValueError(f"a deadline must be more than 0 seconds, not {seconds}")
+        self.clock = clock
+        self.start = clock()
+        self.end = self.start + seconds
+        self.attempts = 0
+        self.last_try = False  # the next attempt was squeezed in before the deadline: no retry after it
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def remaining(self) -> float:
+        return self.end - self.clock()
+
+    def summary(self) -> str:
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return f"{tries} in {self.elapsed():.1f} s"
+
+
+class Client:
+    """Reads the metadata of the VM it runs on (or of an emulator), retrying as Microsoft advises.
+
+    ``endpoint``: base URL, else ``$AZIMDS_ENDPOINT``, else ``http://169.254.169.254`` (a trailing
+    ``/metadata`` is accepted). ``deadline``: default seconds per call, retries included. ``timeout``: per
+    attempt. ``limiter``: the process-wide 5 requests/second bucket unless given one (None: no limit).
+    ``sleep``, ``clock`` and ``rng`` are injectable for tests. Safe to share between threads.
+    """
+
+    def __init__(self, endpoint: str | None = None, *, api_version: str = DEFAULT_API_VERSION,
+                 deadline: float = DEFAULT_DEADLINE, timeout: float = DEFAULT_TIMEOUT,
+                 backoff: Backoff | None = None, limiter: TokenBucket | None = PROCESS_LIMITER,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random) -> None:
+        if not deadline > 0 or not timeout > 0:
+            raise ValueError("deadline and timeout must be more than 0 seconds")
+        self.endpoint, self._connect = _endpoint(endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT)
+        self.deadline = deadline
+        self.timeout = timeout
+        self.backoff = backoff or Backoff()
+        self.limiter = limiter
+        self._sleep, self._clock, self._rng = sleep, clock, rng
+        self._api_version = api_version
+        self._fell_back = False
+        self._facts: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Client({self.endpoint!r}, api_version={self._api_version!r})"
+
+    @property
+    def api_version(self) -> str:
+        """The api-version sent by default: the pinned one, or the host's newest after a fallback."""
+        return self._api_version
+
+    # -- raw access ----------------------------------------------------------------------------------------
+    def get(self, path: str, *, text: bool = False, api_version: str | None = None,
+            deadline: float | None = None) -> Any:
+        """GET ``/metadata/<path>`` (e.g. ``instance/compute/vmId``): parsed JSON, or a str with ``text``.
+
+        Without ``api_version`` the client's own is sent (none to ``versions``, 2020-07-01 to
+        ``scheduledevents``, whose versions are a family of their own) and, for the instance family, a 400
+        naming ``newest-versions`` makes the client fall back to the newest, once, for good.
+        """
+        path = _clean(path)
+        reply = self._fetch(path, text=text, api_version=api_version, deadline=deadline)
+        try:
+            body = reply.body.decode("utf-8")
+            return body if text else json.loads(body)
+        except ValueError:
+            raise ImdsError(f"/metadata/{path}: the answer is not {'UTF-8' if text else 'JSON'}; is "
+                            f"{self.endpoint} an IMDS?", status=reply.status, body=_text(reply.body)) from None
+
+    def instance(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """The whole instance document (``compute`` and ``network``) at the client's api-version."""
+        return self.get("instance", deadline=deadline)
+
+    def versions(self, *, deadline: float | None = None) -> list[str]:
+        """The api-versions the host accepts (``/metadata/versions``), as it lists them."""
+        return list(self.get("versions", deadline=deadline)["apiVersions"])
+
+    def newest_version(self, *, deadline: float | None = None) -> str:
+        """The newest instance api-version the host accepts, from the 400 it gives a request without one."""
+        reply = self._fetch("instance", versioned=False, deadline=deadline, expect=400)
+        newest = _newest_versions(reply.body)
+        if not newest:
+            raise ImdsError(f"{self.endpoint} names no newest-versions when asked without an api-version",
+                            status=reply.status, body=_text(reply.body))
+        return max(newest)
+
+    # -- typed accessors -------------------------------------------------------------------------------------
+    def compute(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """The ``compute`` document, read fresh (and the never-changing facts in it remembered)."""
+        doc = self.get("instance/compute", deadline=deadline)
+        self._facts.update((key, doc[key]) for key in _FACTS if key in doc)
+        return doc
+
+    def network(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """The ``network`` document, read fresh."""
+        return self.get("instance/network", deadline=deadline)
+
+    def vm_id(self, *, deadline: float | None = None) -> str:
+        return self._fact("vmId", deadline)
+
+    def name(self, *, deadline: float | None = None) -> str:
+        return self._fact("name", deadline)
+
+    def location(self, *, deadline: float | None = None) -> str:
+        return self._fact("location", deadline)
+
+    def subscription_id(self, *, deadline: float | None = None) -> str:
+        return self._fact("subscriptionId", deadline)
+
+    def resource_id(self, *, deadline: float | None = None) -> str:
+        return self._fact("resourceId", deadline)
+
+    def tags(self, *, deadline: float | None = None) -> dict[str, str]:
+        """The VM's tags, read fresh: from ``tagsList`` where served, else parsed from ``tags`` (see tags_of)."""
+        return tags_of(self.compute(deadline=deadline))
+
+    def user_data(self, *, deadline: float | None = None) -> bytes:
+        """userData, base64-decoded (b"" when none), read fresh."""
+        return base64.b64decode(self._field(self.compute(deadline=deadline), "userData"))
+
+    def private_ips(self, *, deadline: float | None = None) -> list[str]:
+        """Private addresses of every NIC, IPv4 then IPv6 per NIC (IMDS does not promise NIC order)."""
+        return _addresses(self.network(deadline=deadline), "privateIpAddress")
+
+    def public_ips(self, *, deadline: float | None = None) -> list[str]:
+        """Instance-level public addresses; a Standard load balancer's are in ``load_balancer()``."""
+        return _addresses(self.network(deadline=deadline), "publicIpAddress")
+
+    def mac_addresses(self, *, deadline: float | None = None) -> list[str]:
+        """Every NIC's MAC address as IMDS writes it (12 upper-case hex digits)."""
+        return [nic["macAddress"] for nic in self.network(deadline=deadline).get("interface", [])]
+
+    def load_balancer(self, *, api_version: str | None = None, deadline: float | None = None) -> dict[str, Any] | None:
+        """The Standard load balancer's view of this VM, or None when the VM is behind none."""
+        try:
+            return self.get("loadbalancer", api_version=api_version, deadline=deadline)["loadbalancer"]
+        except NotFound as exc:
+            if _NO_LOAD_BALANCER in exc.body.encode():
+                return None
+            raise
+
+    def is_azure(self, timeout: float = PROBE_TIMEOUT) -> bool:
+        """Whether an IMDS answers at the endpoint: one GET of /metadata/versions, no retries, ``timeout`` s.
+
+        Yes when the answer carries ``Server: IMDS/...`` (even a 429 or 410) or is a 200 listing apiVersions.
+        """
+        call = _Call(self._clock, timeout)
+        try:
+            reply = self._attempt("/metadata/versions", call)
+        except (ImdsUnavailable, OSError, http.client.HTTPException):
+            return False
+        if (reply.server or "").startswith("IMDS/"):
+            return True
+        try:
+            return reply.status == 200 and isinstance(json.loads(reply.body)["apiVersions"], list)
+        except (ValueError, KeyError, TypeError):
+            return False
+
+    # -- machinery -------------------------------------------------------------------------------------------
+    def _fact(self, key: str, deadline: float | None) -> str:
+        value = self._facts.get(key)
+        if value is None:
+            value = self._field(self.compute(deadline=deadline), key)
+        return value
+
+    def _field(self, compute: dict[str, Any], key: str) -> Any:
+        if key not in compute:
+            raise NotFound(f"compute.{key} is not served at api-version {self._api_version}")
+        return compute[key]
+
+    def _fetch(self, path: str, *, text: bool = False, api_version: str | None = None, versioned: bool = True,
+               deadline: float | None = None, expect: int = 200) -> _Reply:
+        """One logical request: attempts, version fallback, retries and waits until ``expect`` or a failure."""
+        call = _Call(self._clock, self.deadline if deadline is None else deadline)
+        family = path.partition("/")[0]
+        version = None
+        if versioned and family != "versions":
+            version = api_version or _FAMILY_VERSIONS.get(family, self._api_version)
+        may_fall_back = version is not None and api_version is None and family in _FALLBACK_FAMILY
+        retry = 0
+        while True:
+            reply = None
+            try:
+                reply = self._attempt(_target(path, version, text), call)
+            except (OSError, http.client.HTTPException) as exc:
+                failure: ImdsError = ImdsUnavailable(f"no answer from {self.endpoint}: {_reason(exc)}")
+            else:
+                if reply.status == expect:
+                    return reply
+                if may_fall_back and reply.status == 400:
+                    newer = self._fall_back(version, reply.body)  # type: ignore[arg-type]
+                    if newer is not None:
+                        version, may_fall_back = newer, False
+                        continue
+                failure = _failure(path, reply)
+            wait = self._wait(retry, reply, call)
+            if wait is None:
+                raise _final(failure, reply, call)
+            self._sleep(wait)
+            retry += 1
+
+    def _attempt(self, target: str, call: _Call) -> _Reply:
+        """Send one GET on a fresh connection (never stale, nothing shared between threads)."""
+        remaining = call.remaining()
+        if remaining <= 0 or (self.limiter is not None and not self.limiter.acquire(remaining)):
+            raise ImdsUnavailable(f"deadline reached before a request to {self.endpoint} could be sent"
+                                  f" ({call.summary()})")
+        call.attempts += 1
+        connection = self._connect(min(self.timeout, max(call.remaining(), 0.001)))
+        try:
+            connection.request("GET", target, headers=_HEADERS)
+            response = connection.getresponse()
+            return _Reply(response.status, response.read(), response.getheader("Retry-After"),
+                          response.getheader("Server"))
+        finally:
+            connection.close()
+
+    def _fall_back(self, sent: str, body: bytes) -> str | None:
+        """The version to use after a 400 naming newest-versions, or None if falling back is not allowed."""
+        with self._lock:
+            if self._api_version != sent:  # another call fell back meanwhile
+                return self._api_version
+            newest = _newest_versions(body)
+            if self._fell_back or not newest or max(newest) == sent:
+                return None
+            self._api_version, self._fell_back = max(newest), True
+            return self._api_version
+
+    def _wait(self, retry: int, reply: _Reply | None, call: _Call) -> float | None:
+        """Seconds to sleep before the next attempt, or None to give up."""
+        status = None if reply is None else reply.status
+        if call.last_try or not self.backoff.allows(retry, status, call.elapsed()):
+            return None
+        if status == 404 and _NO_LOAD_BALANCER in reply.body:  # type: ignore[union-attr]
+            return None  # not "IMDS is updating": the VM is behind no Standard load balancer
+        wait = self.backoff.delay(retry, status, self._rng())
+        room = call.remaining() - self.backoff.min_attempt
+        after = _retry_after(reply.retry_after) if reply is not None else None
+        if after is not None:
+            if after > room:
+                return None  # the server asks us to wait past the deadline
+            wait = max(wait, after)
+        if wait > room:
+            wait, call.last_try = room, True
+        return wait if wait >= 0 else None
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+
+def _endpoint(text: str) -> tuple[str, Callable[[float], http.client.HTTPConnection]]:
+    """Normalise a base URL; return it and a factory of connections to it."""
+    parts = urlsplit(text.strip())
+    path = parts.path.rstrip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or path not in ("", "/metadata") \
+            or parts.query or parts.fragment:
+        raise ValueError(f"an endpoint is http://HOST[:PORT], not {text!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in endpoint {text!r}") from None
+    host = parts.hostname
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    base = f"{parts.scheme}://{parts.netloc}"
+    return base, lambda timeout: kind(host, port, timeout=timeout)
+
+
+def _clean(path: str) -> str:
+    path = path.strip("/")
+    if path == "metadata" or path.startswith("metadata/"):
+        path = path[len("metadata"):].lstrip("/")
+    return path
+
+
+def _target(path: str, version: str | None, text: bool) -> str:
+    query = []
+    if version is not None:
+        query.append("api-version=" + quote(version, safe=""))
+    if text:
+        query.append("format=text")
+    target = "/metadata/" + quote(path, safe="/")
+    return target + "?" + "&".join(query) if query else target
+
+
+def _newest_versions(body: bytes) -> list[str]:
+    try:
+        newest = json.loads(body).get("newest-versions")
+    except (ValueError, AttributeError):
+        return []
+    return [v for v in newest if isinstance(v, str)] if isinstance(newest, list) else []
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
+def _describe(body: bytes) -> str:
+    """The error an IMDS body states, on one line."""
+    try:
+        data = json.loads(body)
+        message = str(data["error"]) + (f" (newest versions: {', '.join(data['newest-versions'])})"
+                                         if "newest-versions" in data else "")
+    except (ValueError, KeyError, TypeError):
+        message = _text(body)
+    message = " ".join(message.split())
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _failure(path: str, reply: _Reply) -> ImdsError:
+    where = f"/metadata/{path}"
+    body = _text(reply.body)
+    if reply.status == 404:
+        return NotFound(f"not found: {where}", status=404, body=body)
+    error = f"{where}: {reply.status} {_describe(reply.body)}"
+    if reply.status in (410, 429) or reply.status >= 500:
+        return ImdsUnavailable(error, status=reply.status, body=body)
+    return ImdsError(error, status=reply.status, body=body)
+
+
+def _final(failure: ImdsError, reply: _Reply | None, call: _Call) -> ImdsError:
+    """The failure to raise once retrying stops; retryable ones say how long we tried."""
+    if call.attempts > 1 or isinstance(failure, ImdsUnavailable):
+        return type(failure)(f"{failure} ({call.summary()})", status=failure.status, body=failure.body)
+    return failure
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _addresses(network: dict[str, Any], key: str) -> list[str]:
+    found = []
+    for nic in network.get("interface", []):
+        for family in ("ipv4", "ipv6"):
+            for entry in nic.get(family, {}).get("ipAddress", []):
+                if entry.get(key):
+                    found.append(entry[key])
+    return found
+
+
+# -- tags --------------------------------------------------------------------------------------------------
+
+def tags_of(compute: dict[str, Any]) -> dict[str, str]:
+    """The tags of a compute document: from ``tagsList`` (exact) when present, else from ``tags``."""
+    if "tagsList" in compute:
+        return {item["name"]: item["value"] for item in compute["tagsList"]}
+    return parse_tags(compute.get("tags", ""))
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """Parse the ``tags`` string ``name:value;name:value``: split on ';', then on the first ':'.
+
+    A value may contain ':' (``owner:ops:a`` is owner = ``ops:a``). A ';' inside a value cannot be told
+    apart from the separator (``k:a;b`` reads as k = ``a`` and b = ``""``): that is why ``tagsList``,
+    served from api-version 2019-06-04, is preferred.
+    """
+    tags = {}
+    for item in text.split(";"):
+        if item:
+            name, _, value = item.partition(":")
+            tags[name] = value
+    return tags
+
+
+# -- capture as a profile ----------------------------------------------------------------------------------
+
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+def capture(client: Client) -> dict[str, Any]:
+    """The VM behind ``client`` as an emulator profile that serves it back as it was.
+
+    The instance document at the newest api-version the host accepts, its load balancer document if it has
+    one, and ``azimds.newestVersion`` so that the emulator accepts the same versions.
+    """
+    version = client.newest_version()
+    profile = client.get("instance", api_version=version)
+    balancer = client.load_balancer(api_version=version) if version >= _LOADBALANCER_SINCE else None
+    if balancer is not None:
+        profile["loadbalancer"] = balancer
+    profile["azimds"] = {"newestVersion": version}
+    return profile
+
+
+_SECRETS = frozenset({"userData", "customData", "keyData", "secretUrl", "keyUrl", "uri"})
+_KEPT = frozenset({"tags", "tagsList"})
+
+
+def redact(profile: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a captured profile with secrets blanked and identifiers replaced, consistently.
+
+    Blanks userData, customData, publicKeys keyData, encryption secretUrl/keyUrl and storage uris; puts the
+    zero GUID for subscriptionId, vmId and placementGroupId; placeholders for the resource group, VM,
+    computer, admin user, scale set and disk names (as whole values) and for every subscription, resource
+    group and resource name inside resource IDs; documentation addresses for public IPs. Tags are kept.
+    ``azimds dump --help`` says the same to users.
+    """
+    names = _identifiers(profile)
+    return _scrub(profile, names)
+
+
+def _identifiers(doc: dict[str, Any]) -> dict[str, str]:
+    """Identifying value -> placeholder, for the whole values ``redact`` replaces."""
+    compute = doc.get("compute", {})
+    storage = compute.get("storageProfile", {})
+    os_profile = compute.get("osProfile", {})
+    wanted = [(compute.get(key), ZERO_GUID) for key in ("subscriptionId", "vmId", "placementGroupId")]
+    wanted += [(compute.get("resourceGroupName"), "redacted-rg"), (compute.get("name"), "redacted-vm"),
+               (os_profile.get("computerName"), "redacted-vm"), (os_profile.get("adminUsername"), "azureuser"),
+               (compute.get("vmScaleSetName"), "redacted-vmss"),
+               (storage.get("osDisk", {}).get("name"), "redacted-vm-osdisk")]
+    wanted += [(disk.get("name"), f"redacted-vm-datadisk-{index}")
+               for index, disk in enumerate(storage.get("dataDisks", []))]
+    names: dict[str, str] = {}
+    for value, placeholder in wanted:
+        if isinstance(value, str) and value:
+            names.setdefault(value, placeholder)
+    for address in _public_addresses(doc):
+        if address not in names:
+            names[address] = _fresh(names, "2001:db8::" if ":" in address else "203.0.113.")
+    return names
+
+
+def _fresh(names: dict[str, str], prefix: str) -> str:
+    """The next unused placeholder ``prefix<N>`` (N from 1)."""
+    used = sum(1 for placeholder in names.values() if placeholder.startswith(prefix))
+    return f"{prefix}{used + 1}"
+
+
+def _public_addresses(doc: dict[str, Any]) -> list[str]:
+    found = _addresses(doc.get("network", {}), "publicIpAddress")
+    for group in ("publicIpAddresses", "inboundRules", "outboundRules"):
+        found.extend(rule.get("frontendIpAddress", "") for rule in doc.get("loadbalancer", {}).get(group, []))
+    return [address for address in found if _is_global(address)]
+
+
+def _is_global(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_global
+    except ValueError:
+        return False
+
+
+def _scrub(value: Any, names: dict[str, str], key: str = "") -> Any:
+    """A redacted copy of ``value`` (found under ``key``)."""
+    if key in _KEPT:
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v, names, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item, names, key) for item in value]
+    if not isinstance(value, str):
+        return value
+    if key in _SECRETS:
+        return ""
+    if value.lower().startswith("/subscriptions/"):
+        return _scrub_resource_id(value, names)
+    return names.get(value, value)
+
+
+def _scrub_resource_id(resource_id: str, names: dict[str, str]) -> str:
+    """Replace the subscription, resource group and resource names in an ARM resource ID, consistently."""
+    parts = resource_id.split("/")
+    providers = next((i for i, part in enumerate(parts) if part.lower() == "providers"), len(parts))
+    for index, part in enumerate(parts):
+        previous = parts[index - 1].lower() if index else ""
+        if previous == "subscriptions":
+            parts[index] = ZERO_GUID
+        elif previous == "resourcegroups":
+            parts[index] = names.get(part) or names.setdefault(part, _fresh(names, "redacted-rg-"))
+        elif index > providers + 2 and (index - providers) % 2 == 1:
+            parts[index] = names.get(part) or names.setdefault(part, _fresh(names, "redacted-name-"))
+    return "/".join(parts)
