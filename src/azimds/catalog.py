@@ -217,6 +217,45 @@ LOADBALANCER_FIELDS: dict[str, str] = {
 }
 
 
+#: The attested document's signed fields and the api-version that introduced each (IMDS-doc attested table;
+#: spec §6). ``plan`` is an object of name/product/publisher; ``timeStamp`` of createdOn/expiresOn.
+ATTESTED_FIELDS: dict[str, str] = {
+    "licenseType": "2020-09-01",
+    "nonce": "2018-10-01",
+    "plan": "2018-10-01",
+    "sku": "2019-11-01",
+    "subscriptionId": "2019-04-30",
+    "timeStamp": "2018-10-01",
+    "vmId": "2018-10-01",
+}
+
+
+def attested_fields(version: str) -> tuple[str, ...]:
+    """The signed fields of an attested document requested at ``version``, sorted."""
+    return tuple(sorted(name for name, since in ATTESTED_FIELDS.items() if since <= version))
+
+
+#: The DNS domain of the attested-document signing certificate in each cloud, by ``compute.azEnvironment``
+#: (IMDS-doc "Verifying the signature" table; spec §6). Looked up case-insensitively.
+CLOUD_DOMAINS: dict[str, str] = {
+    "AzurePublicCloud": "metadata.azure.com",
+    "AzureUSGovernmentCloud": "metadata.azure.us",
+    "AzureChinaCloud": "metadata.azure.cn",
+    "AzureGermanCloud": "metadata.microsoftazure.de",
+}
+
+
+def cloud_domain(environment: str) -> str:
+    """The signing certificate's domain for an azEnvironment; an unknown or empty one is the public cloud."""
+    lowered = {name.lower(): domain for name, domain in CLOUD_DOMAINS.items()}
+    return lowered.get(environment.lower(), CLOUD_DOMAINS["AzurePublicCloud"])
+
+
+#: The token endpoint's optional parameters naming a user-assigned identity (MI-doc; IMDS honours both
+#: msi_res_id and mi_res_id, spec §7.1). At most one may be given.
+IDENTITY_SELECTORS: tuple[str, ...] = ("client_id", "object_id", "msi_res_id", "mi_res_id")
+
+
 @dataclass(frozen=True, slots=True)
 class Node:
     """The shape of one field: a leaf, an object with named children, or an array of one item shape."""

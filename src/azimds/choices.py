@@ -67,6 +67,61 @@ EVENTS_MALFORMED_BODY = b'{"error":"Bad request. The request body is malformed."
 EVENTS_UNKNOWN_ID_BODY = b'{"error":"Bad request. EventId {id} is not a current event."}'
 
 
+# -- managed identity ---------------------------------------------------------------------------------------
+
+#: A profile without an ``identity`` section describes a VM with no managed identity (as a new Azure VM);
+#: its tenant is derived from the subscription.
+IDENTITY_NONE_BY_DEFAULT = True
+
+#: Token request without ``resource`` (or with it empty): the identity family's error form; the text is the
+#: one Azure's App Service-style endpoints use (spec §7.3: not captured from IMDS).
+IDENTITY_NO_RESOURCE_BODY = (b'{"error":"invalid_request","error_description":'
+                             b'"Required audience parameter not specified"}')
+
+#: Token request naming more than one of client_id, object_id, msi_res_id, mi_res_id (mutually exclusive per
+#: MI-doc; the real answer is not captured). A selector given empty counts as not given.
+IDENTITY_SELECTOR_CONFLICT_BODY = (b'{"error":"invalid_request","error_description":"Only one of client_id, '
+                                   b'object_id, msi_res_id and mi_res_id may be specified"}')
+
+#: client_id / object_id may name the system-assigned identity too, not only user-assigned ones.
+IDENTITY_SYSTEM_SELECTABLE = True
+
+#: Past the identity limits (20 requests a second, 5 in flight: documented per VM, counted here per source
+#: address, apart from the 5 a second of the other paths): 429, this body, Retry-After in whole seconds.
+IDENTITY_TOO_MANY_REQUESTS_BODY = b'{"error":"too_many_requests","error_description":"Too many requests"}'
+
+#: Token times: nbf = iat = issue - 300 s, exp = issue + 24 h, so expires_on - not_before = 86700 as in real
+#: answers; a cached token is served until fewer than TOKEN_REFRESH_MARGIN seconds are left.
+TOKEN_NOT_BEFORE_SKEW = 300
+TOKEN_LIFETIME = 86400
+TOKEN_REFRESH_MARGIN = 300
+
+#: Only ``bypass_cache=true`` (any case) bypasses the token cache; other values are ignored, as are query
+#: parameters the endpoint does not know (``authority`` among them).
+BYPASS_CACHE_VALUE = "true"
+
+#: Where the emulator publishes what validates its tokens (no Metadata header, no rate limit): the OpenID
+#: discovery document at /<tenant>/.well-known/openid-configuration (and the same at
+#: /<tenant>/v2.0/.well-known/openid-configuration), issuer https://sts.windows.net/<tenant>/ as in the
+#: tokens; the key set at /common/discovery/keys (also /discovery/keys and /<tenant>/discovery/keys).
+DISCOVERY_PATHS = ("/{tenant}/.well-known/openid-configuration", "/{tenant}/v2.0/.well-known/openid-configuration")
+JWKS_PATHS = ("/common/discovery/keys", "/discovery/keys", "/{tenant}/discovery/keys")
+
+# -- attested documents --------------------------------------------------------------------------------------
+
+#: ``nonce``: 1 to 32 ASCII letters and digits (Swagger's "up to 32 alphanumeric characters"); ``nonce=``
+#: empty is the same as no nonce; anything else is refused with this 400.
+ATTESTED_NONCE_PATTERN = r"[A-Za-z0-9]{1,32}"
+ATTESTED_BAD_NONCE_BODY = b'{ "error": "Bad request: . nonce must be 1 to 32 letters or digits" }'
+
+#: Every request is signed afresh (createdOn = now), whatever the nonce: 2019 reports of a cached document
+#: are not reproduced.
+ATTESTED_FRESH_EACH_REQUEST = True
+
+#: An azEnvironment outside the four known clouds signs as the public cloud (metadata.azure.com).
+ATTESTED_UNKNOWN_CLOUD = "AzurePublicCloud"
+
+
 class Choice(NamedTuple):
     topic: str
     decision: str
@@ -95,6 +150,20 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Scheduled events version of another family", "an instance-only version gets the real 404 `{\"error\": \"Not found\"}`; a missing or unknown one the 400 with the three newest events versions"),
     Choice("Event types newer than the api-version", "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
     Choice("Scheduled events Metadata header", "required at every events version, 2017-03-01 included"),
+    Choice("Profile without an `identity` section", "the VM has no managed identity (token requests get \"Identity not found\"); the tenant is derived from the subscription"),
+    Choice("Token request without `resource`", "400 `{\"error\":\"invalid_request\",\"error_description\":\"Required audience parameter not specified\"}`"),
+    Choice("Token request with two identity selectors", "400 `{\"error\":\"invalid_request\",\"error_description\":\"Only one of client_id, object_id, msi_res_id and mi_res_id may be specified\"}`; an empty selector counts as not given"),
+    Choice("Selecting the system-assigned identity", "by no selector, or by its own client_id or object_id"),
+    Choice("Token request's `resource`", "any non-empty value is accepted and becomes `aud` verbatim"),
+    Choice("Identity limits", "20 requests/s and 5 in flight per source address on `/metadata/identity/*`, apart from the 5/s of other paths; 429 `{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}` with `Retry-After`"),
+    Choice("Token times and cache", "`nbf` = `iat` = issue time − 300 s, `exp` = issue time + 24 h; a token is reused per identity and resource until 5 minutes before `exp`; `bypass_cache=true` (any case) issues a new one"),
+    Choice("Identity Metadata header, api-version, unknown parameters", "header value in any case, as elsewhere; a bad api-version gets the common 400 with the newest versions; unknown parameters are ignored"),
+    Choice("`/metadata/identity/info` on a VM without identities", "still `{\"tenantId\":\"…\"}`"),
+    Choice("Other paths under identity and attested", "404 `{\"error\":\"Not Found\"}`, like bare `/metadata/identity`, with or without the header"),
+    Choice("Token validation", "OpenID discovery at `/<tenant>/.well-known/openid-configuration` (and `/<tenant>/v2.0/…`), issuer `https://sts.windows.net/<tenant>/`; keys at `/common/discovery/keys`; no Metadata header, no rate limit"),
+    Choice("Attested `nonce`", "1–32 ASCII letters or digits; empty is the same as none; otherwise 400 `{ \"error\": \"Bad request: . nonce must be 1 to 32 letters or digits\" }`"),
+    Choice("Attested caching", "every request is signed afresh, `createdOn` = now"),
+    Choice("Attested signing certificate", "issued by the emulator's own CA (root → intermediate, kept in the state directory); AIA URL `<public URL>/azimds/ca/intermediate.crt`, served without the Metadata header; an unknown azEnvironment signs as the public cloud"),
 )
 
 

@@ -56,6 +56,9 @@ class EmulatorConfig:
     control_port: int | None = DEFAULT_CONTROL_PORT  # None: no control plane
     control_token: str | None = None  # None: generated, written to STATE_DIR/control-token
     log_format: str | None = None  # "json": one line per request on stderr
+    public_url: str | None = None  # how clients reach the metadata port (AIA, jwks_uri); None: its own URL
+    identity_rate_limit: float | None = None  # /metadata/identity/* requests/s per source address; 0: off
+    identity_concurrency: int | None = None  # /metadata/identity/* requests in flight per source address; 0: off
 
 
 def load_profile(source: str | Path | dict[str, Any] | Profile | None) -> Profile:
@@ -81,13 +84,24 @@ class Parts:
         rate = settings.rate_limit if config.rate_limit is None else config.rate_limit
         if rate < 0:
             raise ValueError(f"the rate limit must be 0 (off) or more, not {rate}")
+        identity_rate = (settings.identity_rate_limit if config.identity_rate_limit is None
+                         else config.identity_rate_limit)
+        identity_concurrency = (settings.identity_concurrency if config.identity_concurrency is None
+                                else config.identity_concurrency)
+        if identity_rate < 0 or identity_concurrency < 0:
+            raise ValueError("the identity limits must be 0 (off) or more, not "
+                             f"{identity_rate}/s and {identity_concurrency} in flight")
+        if config.public_url is not None and not config.public_url.startswith(("http://", "https://")):
+            raise ValueError(f"the public URL must start with http:// or https://, not {config.public_url!r}")
         speed = config.clock_speed
         mode = "manual" if config.clock == "manual" else "scaled" if speed != 1 else "real"
         clock = Clock(mode, speed=speed if mode != "manual" else 1.0)
         self.store = _open_store(config.state_dir, profile)
         self.emulation = Emulation(profile, clock=clock, faults=list(settings.faults) + list(config.faults),
                                    store=self.store)
-        options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version)
+        options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
+                                 identity_rate_limit=identity_rate, identity_concurrency=int(identity_concurrency),
+                                 state_dir=config.state_dir, public_url=config.public_url)
         self.service = MetadataService(self.emulation, options)
         if config.log_format == "json":
             self.service.log = _json_log
@@ -104,6 +118,7 @@ class Parts:
 
     async def start(self) -> None:
         await self.metadata_server.start(self.config.host, self.config.port)
+        self.service.public_url = (self.config.public_url or self.metadata_server.url).rstrip("/")
         if self.config.control_port is not None:
             try:
                 await self.control_server.start(self.config.control_host, self.config.control_port)
@@ -185,16 +200,20 @@ async def _serve(parts: Parts, ready: Callable[[str], None]) -> int:
 class Emulator:
     """An emulator on a background thread: ``with Emulator() as imds: urlopen(imds.url + ...)``.
 
-    Defaults suit tests: an ephemeral port, no rate limit, nothing persisted, a control plane on an
-    ephemeral loopback port reachable as ``imds.control_url`` with ``imds.token``.
+    Defaults suit tests: an ephemeral port, no rate limits (identity's included), nothing persisted (the CA
+    and token keys live in memory, shared by the process's emulators: ``imds.ca_pem()`` gives the root), a
+    control plane on an ephemeral loopback port reachable as ``imds.control_url`` with ``imds.token``.
     """
 
     def __init__(self, profile: str | Path | dict[str, Any] | Profile | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, rate_limit: float | None = 0, newest_version: str | None = None,
                  faults: tuple[Any, ...] | list[Any] = (), clock: str = "real", clock_speed: float = 1.0,
-                 state_dir: str | Path | None = None):
+                 state_dir: str | Path | None = None, public_url: str | None = None,
+                 identity_rate_limit: float | None = 0, identity_concurrency: int | None = 0):
         self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version, tuple(faults), clock,
-                                     clock_speed, state_dir, control_port=0)
+                                     clock_speed, state_dir, control_port=0, public_url=public_url,
+                                     identity_rate_limit=identity_rate_limit,
+                                     identity_concurrency=identity_concurrency)
         self.parts = Parts(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -238,6 +257,10 @@ class Emulator:
     @property
     def token(self) -> str:
         return self.parts.token
+
+    def ca_pem(self, *, intermediate: bool = False) -> str:
+        """The root certificate that attested documents chain to, PEM (the intermediate after it, if asked)."""
+        return self.parts.service.pki.export_pem(intermediate=intermediate)
 
     def start(self) -> "Emulator":
         started = threading.Event()

@@ -2,14 +2,16 @@
 
 A profile mirrors the real response tree (``compute``, ``network``), so a document captured from a real
 VM is a valid profile as it is. Optional parts: ``loadbalancer`` (the /metadata/loadbalancer document),
-``extended`` (what ``extended=true`` adds) and ``azimds`` (emulator settings). pydantic does the
-validation and is imported only here, when a profile is loaded.
+``extended`` (what ``extended=true`` adds), ``identity`` (the VM's managed identities, see
+``_identities``) and ``azimds`` (emulator settings). pydantic does the validation and is imported only
+here, when a profile is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import uuid
 from copy import deepcopy
@@ -22,7 +24,8 @@ from typing import Any
 from . import catalog
 from .choices import SERVER_VERSION
 
-__all__ = ["Profile", "ProfileError", "Settings", "Vm", "load", "load_default", "from_tree"]
+__all__ = ["Identities", "Identity", "Profile", "ProfileError", "Settings", "Vm", "load", "load_default",
+           "from_tree"]
 
 _DEFAULT_SUBSCRIPTION = "8d10da13-8125-4ba9-a717-bf7490507b3d"
 _AZURE_OUI = "000D3A"  # Microsoft's MAC prefix, as on every Azure NIC
@@ -46,6 +49,35 @@ class Settings:
     newest_version: str | None = None
     server_version: str = SERVER_VERSION
     faults: tuple[Any, ...] = ()  # faults.Fault
+    identity_rate_limit: int = 20  # /metadata/identity/*: requests per second per source address (0: off)
+    identity_concurrency: int = 5  # /metadata/identity/*: requests in flight per source address (0: off)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One managed identity assigned to the VM, as the token endpoint and the tokens name it.
+
+    ``kind`` is "system" or "user"; ``resource_id`` is the user-assigned identity's ARM id, or for the
+    system-assigned identity the VM's own resourceId (what real tokens carry in ``xms_mirid``).
+    """
+
+    kind: str
+    client_id: str
+    object_id: str
+    resource_id: str
+
+
+@dataclass(frozen=True)
+class Identities:
+    """The VM's managed identities (possibly none) and the tenant they live in."""
+
+    tenant_id: str
+    system: Identity | None = None
+    user: tuple[Identity, ...] = ()
+
+    @property
+    def all(self) -> tuple[Identity, ...]:
+        return ((self.system,) if self.system else ()) + self.user
 
 
 @dataclass
@@ -56,6 +88,7 @@ class Profile:
     instance: dict[str, Any]
     loadbalancer: dict[str, Any] | None = None
     settings: Settings = field(default_factory=Settings)
+    identity: Identities | None = None  # None only for a Profile built by hand; from_tree always sets it
 
 
 class Vm:
@@ -143,11 +176,13 @@ def from_tree(data: Any, source: str) -> Profile:
     validated = _validate(data, source)
     settings = _settings(validated.pop("azimds", None) or {}, source)
     loadbalancer = validated.pop("loadbalancer", None)
+    identity = validated.pop("identity", None)
     problems: list[tuple[str, str]] = []
     instance = complete(validated, problems)
+    identities = _identities(identity, instance["compute"], problems)
     if problems:
         raise ProfileError(source, problems)
-    return Profile(source, instance, loadbalancer, settings)
+    return Profile(source, instance, loadbalancer, settings, identities)
 
 
 def _kind(value: Any) -> str:
@@ -244,15 +279,36 @@ def _profile_adapter() -> Any:
     fault.__pydantic_config__ = forbid  # type: ignore[attr-defined]
     settings = TypedDict("AzimdsSettings", {  # type: ignore[misc, operator]
         "rateLimit": Annotated[int, Field(ge=0)],
+        "identityRateLimit": Annotated[int, Field(ge=0)],
+        "identityConcurrency": Annotated[int, Field(ge=0)],
         "newestVersion": version,
         "serverVersion": Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+\.\d+$")],
         "faults": list[fault],  # type: ignore[valid-type]
     }, total=False)
     settings.__pydantic_config__ = forbid  # type: ignore[attr-defined]
 
+    guid = Annotated[str, pydantic.BeforeValidator(_scalar), pydantic.AfterValidator(_guid)]
+    system = TypedDict("SystemAssignedIdentity", {  # type: ignore[misc, operator]
+        "enabled": bool, "clientId": guid, "objectId": guid, "principalId": guid,
+    }, total=False)
+    system.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+    user = TypedDict("UserAssignedIdentity", {  # type: ignore[misc, operator]
+        "name": Annotated[str, pydantic.AfterValidator(_identity_name)],
+        "resourceId": Annotated[str, pydantic.AfterValidator(_uami_resource_id)],
+        "clientId": guid, "objectId": guid, "principalId": guid,
+    }, total=False)
+    user.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+    identity = TypedDict("IdentitySection", {  # type: ignore[misc, operator]
+        "tenantId": guid,
+        "systemAssigned": Annotated[system, pydantic.BeforeValidator(_switch)],  # type: ignore[valid-type]
+        "userAssigned": list[user],  # type: ignore[valid-type]
+    }, total=False)
+    identity.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+
     root = catalog.instance_schema()
     members = {key: typed(child, "Profile" + key[:1].upper() + key[1:]) for key, child in root.children.items()}
     members["loadbalancer"] = lb_typed(lb_schema, "Loadbalancer")
+    members["identity"] = identity
     members["azimds"] = settings
     profile = TypedDict("Profile", members, total=False)  # type: ignore[misc, operator]
     profile.__pydantic_config__ = forbid  # type: ignore[attr-defined]
@@ -273,7 +329,120 @@ def _settings(raw: dict[str, Any], source: str) -> Settings:
         newest_version=raw.get("newestVersion"),
         server_version=raw.get("serverVersion", Settings.server_version),
         faults=tuple(rules),
+        identity_rate_limit=raw.get("identityRateLimit", Settings.identity_rate_limit),
+        identity_concurrency=raw.get("identityConcurrency", Settings.identity_concurrency),
     )
+
+
+# -- managed identities ----------------------------------------------------------------------------------
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UAMI = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/"
+                   r"userAssignedIdentities/([^/]+)$", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$")  # ARM's rule for user-assigned identity names
+
+
+def _guid(value: str) -> str:
+    if not _GUID.match(value):
+        raise ValueError(f"not a GUID: {value!r}")
+    return value.lower()
+
+
+def _uami_resource_id(value: str) -> str:
+    if not _UAMI.match(value):
+        raise ValueError("not a user-assigned identity id: /subscriptions/SUB/resourceGroups/RG/providers/"
+                         f"Microsoft.ManagedIdentity/userAssignedIdentities/NAME, not {value!r}")
+    return value
+
+
+def _identity_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(f"not an identity name (3-128 letters, digits, '-' or '_'): {value!r}")
+    return value
+
+
+def _switch(value: Any) -> Any:
+    """``systemAssigned: true`` is short for ``systemAssigned: {enabled: true}``."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, bool) or (isinstance(value, str) and value.lower() in ("true", "false")):
+        return {"enabled": value}
+    raise ValueError(f"true, false or a mapping (enabled, clientId, objectId), not {value!r}")
+
+
+def _identities(section: dict[str, Any] | None, compute: dict[str, Any],
+                problems: list[tuple[str, str]]) -> Identities:
+    """The ``identity:`` section, completed. Every part is optional::
+
+        identity:
+          tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47   # default: derived from the subscription
+          systemAssigned: true          # or false (the default), or a mapping:
+          #   {enabled: true, clientId: GUID, objectId: GUID}   (principalId is objectId's ARM name)
+          userAssigned:                 # any number; each names itself by resourceId or by name
+            - resourceId: /subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/NAME
+              clientId: GUID            # default: derived from the resourceId
+              objectId: GUID            # default: derived from the resourceId
+            - name: app-identity        # resourceId in the VM's own subscription and resource group
+
+    No section means no managed identity, as on a new Azure VM: the token endpoint then answers
+    "Identity not found". Missing GUIDs are derived from the VM's or the identity's resource id, so
+    they are the same on every start; GUIDs are compared and served in lower case.
+    """
+    section = section or {}
+    sub = compute["subscriptionId"]
+    tenant = section.get("tenantId") or _stable_uuid(f"tenant:{sub.lower()}")
+    system = None
+    raw_system = section.get("systemAssigned") or {}
+    where = "identity.systemAssigned"
+    if raw_system.get("enabled", bool(raw_system.keys() - {"enabled"})):
+        seed = compute["resourceId"].lower() + "/identity/system"
+        object_id = _principal(raw_system, where, problems) or _stable_uuid(seed + "/objectId")
+        system = Identity("system", raw_system.get("clientId") or _stable_uuid(seed + "/clientId"), object_id,
+                          compute["resourceId"])
+    users = []
+    for index, raw in enumerate(section.get("userAssigned", [])):
+        where = f"identity.userAssigned[{index}]"
+        resource_id = raw.get("resourceId")
+        name = raw.get("name")
+        if resource_id is None and name is None:
+            problems.append((where, "give the identity's resourceId or its name"))
+            continue
+        if resource_id is None:
+            resource_id = (f"/subscriptions/{sub}/resourceGroups/{compute['resourceGroupName']}/providers/"
+                           f"Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+        elif name is not None and _UAMI.match(resource_id).group(1) != name:  # type: ignore[union-attr]
+            problems.append((f"{where}.name", f"{name!r} is not the name its resourceId ends with"))
+        seed = resource_id.lower()
+        object_id = _principal(raw, where, problems) or _stable_uuid(seed + "/objectId")
+        users.append(Identity("user", raw.get("clientId") or _stable_uuid(seed + "/clientId"), object_id, resource_id))
+    _unique(system, users, problems)
+    return Identities(tenant, system, tuple(users))
+
+
+def no_identities(compute: dict[str, Any]) -> Identities:
+    """A VM without managed identities (for a Profile built by hand, which has no ``identity``)."""
+    return _identities(None, compute, [])
+
+
+def _principal(raw: dict[str, Any], where: str, problems: list[tuple[str, str]]) -> str | None:
+    object_id, principal_id = raw.get("objectId"), raw.get("principalId")
+    if object_id and principal_id and object_id != principal_id:
+        problems.append((f"{where}.principalId", "principalId is the objectId; they differ"))
+    return object_id or principal_id
+
+
+def _unique(system: Identity | None, users: list[Identity], problems: list[tuple[str, str]]) -> None:
+    """No two identities may share a clientId, an objectId or a resourceId: requests could not tell them apart."""
+    named = ([("identity.systemAssigned", system)] if system else []) + [
+        (f"identity.userAssigned[{i}]", u) for i, u in enumerate(users)]
+    for attribute, label in (("client_id", "clientId"), ("object_id", "objectId"), ("resource_id", "resourceId")):
+        seen: dict[str, str] = {}
+        for where, ident in named:
+            value = getattr(ident, attribute).lower()
+            if value in seen:
+                problems.append((f"{where}.{label}", f"the same {label} as {seen[value]}"))
+            else:
+                seen[value] = where
 
 
 # -- defaults ----------------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 Order of checks (a documented choice): rate limit, path, method, X-Forwarded-For, Metadata header,
 duplicate query parameters, api-version, then the endpoint. Everything decided by the URL alone is
 computed once per VM generation and cached, so a repeated request costs a dict lookup.
+
+Limits (spec §7.4): /metadata/identity/* has its own bucket (20 requests a second) and at most 5 requests
+in flight; every other /metadata path shares the other bucket (5 a second). Both are per source address.
+The paths outside /metadata that the emulator publishes (token discovery and keys, CA certificates) need
+no Metadata header and are not limited.
 """
 
 from __future__ import annotations
@@ -11,18 +16,22 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, unquote_plus
 
 from . import choices
 from .endpoints import Endpoint, Outcome
+from .endpoints.attested import AttestedEndpoint
 from .endpoints.events import EventsEndpoint
+from .endpoints.identity import IdentityEndpoint
 from .endpoints.instance import InstanceEndpoint
 from .endpoints.loadbalancer import LoadBalancerEndpoint
 from .endpoints.versions import VersionsEndpoint
 from .faults import Fault, FaultSet
 from .http import Request, Response
 from .limits import RateLimiter
+from .pki import Pki
 from .profile import Vm
 from .state import Emulation, JournalEntry
 
@@ -42,6 +51,10 @@ class ServiceOptions:
     rate_limit: float = 5.0
     newest_version: str | None = None
     server_version: str = choices.SERVER_VERSION
+    identity_rate_limit: float = 20.0  # /metadata/identity/*, requests per second per source address; 0: off
+    identity_concurrency: int = 5  # /metadata/identity/*, requests in flight per source address; 0: off
+    state_dir: str | Path | None = None  # where the CA and token keys live; None: in memory (pki.Pki)
+    public_url: str | None = None  # base URL clients reach the emulator at (AIA, jwks_uri); None: set later
 
 
 class MetadataService:
@@ -54,12 +67,22 @@ class MetadataService:
         self.faults: FaultSet = emulation.faults
         self.options = options = options or ServiceOptions()
         self.limiter = RateLimiter(options.rate_limit)
+        self.identity_limiter = RateLimiter(options.identity_rate_limit)
+        self.identity_concurrency = options.identity_concurrency
+        self._in_flight: dict[str, int] = {}  # identity requests being answered, per source address
+        self.pki = Pki.for_state_dir(options.state_dir)
+        self.public_url = (options.public_url or "").rstrip("/")
         newest = options.newest_version
+        clock = emulation.clock.now
+        public_url = lambda: self.public_url  # noqa: E731 - read at answer time: known once listening
+        self.identity = IdentityEndpoint(newest, identities=lambda vm: emulation.profile.identity, pki=self.pki,
+                                         clock=clock, public_url=public_url)
+        self.attested = AttestedEndpoint(newest, pki=self.pki, clock=clock, public_url=public_url)
         self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
             InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
-            EventsEndpoint(lambda vm: emulation.events),
+            EventsEndpoint(lambda vm: emulation.events), self.identity, self.attested,
         )}
-        self._too_many: dict[int, Response] = {}
+        self._too_many: dict[tuple[bytes, int], Response] = {}
         self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
 
     @property
@@ -98,19 +121,43 @@ class MetadataService:
             self._record(request, status, started)
 
     async def _faulty(self, request: Request, fault: Fault, started: float) -> Response:
-        if fault.latency:
-            await asyncio.sleep(fault.latency)
-        response = FaultSet.response(fault)
-        if response is None:
-            result = self._answer(request)
-            response = result if result.__class__ is Response else await result
+        held = None
+        if fault.latency and self.identity_concurrency and self._entry(request.url)[0] is self.identity:
+            # The only identity answers that take time are delayed ones: they count as in flight.
+            held = request.peer
+            count = self._in_flight.get(held, 0)
+            if count >= self.identity_concurrency:
+                response = self._throttled(1.0, self.identity_limiter)
+                self._record(request, response.status, started)
+                return response
+            self._in_flight[held] = count + 1
+        try:
+            if fault.latency:
+                await asyncio.sleep(fault.latency)
+            response = FaultSet.response(fault)
+            if response is None:
+                result = self._answer(request)
+                response = result if result.__class__ is Response else await result
+        finally:
+            if held is not None:
+                left = self._in_flight[held] - 1
+                if left:
+                    self._in_flight[held] = left
+                else:
+                    del self._in_flight[held]
         self._record(request, response.status, started)
         return response
 
+    def _entry(self, url: bytes) -> tuple[Endpoint | None, Outcome, RateLimiter | None]:
+        cache = self.vm.cache
+        entry = cache.get(url)
+        if entry is None:
+            if len(cache) > _CACHE_LIMIT:
+                cache.clear()
+            entry = cache[url] = self._resolve(self.vm, url)
+        return entry
+
     def _answer(self, request: Request) -> Any:
-        wait = self.limiter.allow(request.peer)
-        if wait:
-            return self._throttled(wait)
         vm = self.vm
         cache = vm.cache
         entry = cache.get(request.url)
@@ -118,7 +165,11 @@ class MetadataService:
             if len(cache) > _CACHE_LIMIT:
                 cache.clear()
             entry = cache[request.url] = self._resolve(vm, request.url)
-        endpoint, outcome = entry
+        endpoint, outcome, limiter = entry
+        if limiter is not None:
+            wait = limiter.allow(request.peer)
+            if wait:
+                return self._throttled(wait, limiter)
         if endpoint is not None:
             if request.method not in endpoint.methods:
                 return endpoint.not_allowed
@@ -132,16 +183,18 @@ class MetadataService:
             return outcome
         return outcome(request)
 
-    def _throttled(self, wait: float) -> Response:
+    def _throttled(self, wait: float, limiter: RateLimiter) -> Response:
         seconds = max(1, math.ceil(wait))
-        response = self._too_many.get(seconds)
+        body = choices.IDENTITY_TOO_MANY_REQUESTS_BODY if limiter is self.identity_limiter \
+            else choices.TOO_MANY_REQUESTS_BODY
+        response = self._too_many.get((body, seconds))
         if response is None:
-            response = self._too_many[seconds] = Response(
-                429, choices.TOO_MANY_REQUESTS_BODY, headers=(("Retry-After", str(seconds)),))
+            response = self._too_many[(body, seconds)] = Response(
+                429, body, headers=(("Retry-After", str(seconds)),))
         return response
 
-    def _resolve(self, vm: Vm, url: bytes) -> tuple[Endpoint | None, Outcome]:
-        """Everything the URL alone decides: which endpoint, and its answer (or how to make it)."""
+    def _resolve(self, vm: Vm, url: bytes) -> tuple[Endpoint | None, Outcome, RateLimiter | None]:
+        """Everything the URL alone decides: which endpoint, its answer (or how to make it), which limit."""
         raw_path, _, raw_query = url.decode("latin-1").partition("?")
         raw_path = raw_path.partition("#")[0]
         path = unquote(raw_path)
@@ -149,9 +202,17 @@ class MetadataService:
             path = path[:-1]
         parts = path.split("/")
         if len(parts) < 3 or parts[0] != "" or parts[1] != "metadata" or parts[2] not in self.endpoints:
-            return None, UNKNOWN_PATH
+            for publisher in (self.identity, self.attested):
+                published = publisher.public(vm, path)
+                if published is not None:
+                    return None, published, None
+            return None, UNKNOWN_PATH, self.limiter
         endpoint = self.endpoints[parts[2]]
         keys = parts[3:]
+        known = getattr(endpoint, "paths", None)
+        if known is not None and tuple(keys) not in known:
+            return None, UNKNOWN_PATH, self.limiter  # as bare /metadata/identity: 404 before any other check
+        limiter = self.identity_limiter if endpoint is self.identity else self.limiter
         query: dict[str, str] = {}
         for pair in raw_query.split("&"):
             if not pair:
@@ -159,14 +220,14 @@ class MetadataService:
             name, _, value = pair.partition("=")
             name = unquote_plus(name)
             if name in query:
-                return endpoint, DUPLICATE_QUERY
+                return endpoint, DUPLICATE_QUERY, limiter
             query[name] = unquote_plus(value)
         version = None
         if endpoint.versions is not None:
             version = query.get("api-version")
             if version not in endpoint.versions:
-                return endpoint, endpoint.version_response(version)
-        return endpoint, endpoint.resolve(vm, keys, query, version)
+                return endpoint, endpoint.version_response(version), limiter
+        return endpoint, endpoint.resolve(vm, keys, query, version), limiter
 
 
 _LABELS = ("instance", "attested", "identity", "scheduledevents", "loadbalancer", "versions")

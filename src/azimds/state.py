@@ -62,7 +62,8 @@ class Emulation:
     """The emulated world of one VM."""
 
     def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: list[Fault] | None = None,
-                 store: Store | None = None, journal_size: int = 10_000):
+                 store: Store | None = None, journal_size: int = 10_000,
+                 scenarios: list[dict[str, Any]] | None = None):
         self.profile = profile
         self.vm = Vm(profile)
         self.clock = clock or Clock()
@@ -72,11 +73,13 @@ class Emulation:
         self.faults = FaultSet(list(self.base_faults), clock=self._real_seconds)
         self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
         self.metrics = Metrics()
-        if store is not None:
-            saved = store.load()
+        saved = store.load() if store is not None else {}
+        if saved:
             self._restore(saved)
-            if "clock" not in saved:  # so a restart continues this clock, manual ones included
-                self._save_clock()
+        if store is not None and "clock" not in saved:  # so a restart continues this clock, manual ones too
+            self._save_clock()
+        if scenarios and "events" not in saved:  # planned once; a restart finds them in the saved events
+            self.plan_scenarios(scenarios)
 
     @staticmethod
     def _real_seconds() -> float:
@@ -161,6 +164,13 @@ class Emulation:
         if self.store is not None:
             self.store.save({"vm": json.dumps({"instance": fresh.instance, "loadbalancer": fresh.loadbalancer})})
         self.vm.replace(fresh.instance, fresh.loadbalancer)
+
+    def plan_scenarios(self, entries: list[dict[str, Any]]) -> None:
+        """Queue scenario events, their times counted from now. Raises ValueError naming a bad entry."""
+        from .events import scenario_plan
+
+        for item in scenario_plan(entries, self.clock.now(), self.vm.instance["compute"]["name"]):
+            self.events.plan(item)
 
     # -- clock and faults ---------------------------------------------------------------------------------
     def advance_clock(self, seconds: float) -> float:
