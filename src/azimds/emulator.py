@@ -56,6 +56,7 @@ class EmulatorConfig:
     control_port: int | None = DEFAULT_CONTROL_PORT  # None: no control plane
     control_token: str | None = None  # None: generated, written to STATE_DIR/control-token
     log_format: str | None = None  # "json": one line per request on stderr
+    scenario: str | Path | None = None  # a scenario file, planned after the profile's own scenarios
     public_url: str | None = None  # how clients reach the metadata port (AIA, jwks_uri); None: its own URL
     identity_rate_limit: float | None = None  # /metadata/identity/* requests/s per source address; 0: off
     identity_concurrency: int | None = None  # /metadata/identity/* requests in flight per source address; 0: off
@@ -97,8 +98,11 @@ class Parts:
         mode = "manual" if config.clock == "manual" else "scaled" if speed != 1 else "real"
         clock = Clock(mode, speed=speed if mode != "manual" else 1.0)
         self.store = _open_store(config.state_dir, profile)
+        scenarios = list(profile.scenarios)
+        if config.scenario is not None:
+            scenarios += profiles.load_scenarios(config.scenario)
         self.emulation = Emulation(profile, clock=clock, faults=list(settings.faults) + list(config.faults),
-                                   store=self.store)
+                                   store=self.store, scenarios=scenarios)
         options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
                                  identity_rate_limit=identity_rate, identity_concurrency=int(identity_concurrency),
                                  state_dir=config.state_dir, public_url=config.public_url)

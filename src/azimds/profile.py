@@ -89,6 +89,7 @@ class Profile:
     loadbalancer: dict[str, Any] | None = None
     settings: Settings = field(default_factory=Settings)
     identity: Identities | None = None  # None only for a Profile built by hand; from_tree always sets it
+    scenarios: list[dict[str, Any]] = field(default_factory=list)  # events.scenario_plan entries
 
 
 class Vm:
@@ -177,12 +178,43 @@ def from_tree(data: Any, source: str) -> Profile:
     settings = _settings(validated.pop("azimds", None) or {}, source)
     loadbalancer = validated.pop("loadbalancer", None)
     identity = validated.pop("identity", None)
+    scenarios = validated.pop("scenarios", None) or []
     problems: list[tuple[str, str]] = []
     instance = complete(validated, problems)
     identities = _identities(identity, instance["compute"], problems)
+    problems += check_scenarios(scenarios)
     if problems:
         raise ProfileError(source, problems)
-    return Profile(source, instance, loadbalancer, settings, identities)
+    return Profile(source, instance, loadbalancer, settings, identities, scenarios)
+
+
+def check_scenarios(entries: Any) -> list[tuple[str, str]]:
+    """Problems with scenario entries, as (place, problem); their times are checked against any start."""
+    from .events import scenario_plan
+
+    if not isinstance(entries, list):
+        return [("scenarios", "scenarios are a list of events")]
+    try:
+        scenario_plan(entries, 0.0, "vm")
+    except ValueError as exc:
+        where, _, problem = str(exc).partition(": ")
+        return [(where, problem)]
+    return []
+
+
+def load_scenarios(path: str | Path) -> list[dict[str, Any]]:
+    """A scenario file: a list of entries, or a mapping with a ``scenarios`` list. Raises ProfileError."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(source, [("", f"cannot read the file: {exc}")]) from None
+    data = parse(text, source)
+    entries = data.get("scenarios") if isinstance(data, dict) else data
+    problems = check_scenarios(entries)
+    if problems:
+        raise ProfileError(source, problems)
+    return list(entries)
 
 
 def _kind(value: Any) -> str:
@@ -310,6 +342,7 @@ def _profile_adapter() -> Any:
     members["loadbalancer"] = lb_typed(lb_schema, "Loadbalancer")
     members["identity"] = identity
     members["azimds"] = settings
+    members["scenarios"] = list[dict[str, Any]]  # checked by events.scenario_plan, which names the problem
     profile = TypedDict("Profile", members, total=False)  # type: ignore[misc, operator]
     profile.__pydantic_config__ = forbid  # type: ignore[attr-defined]
     return pydantic.TypeAdapter(profile)
