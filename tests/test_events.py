@@ -99,10 +99,19 @@ def test_user_reboot_approved_early_starts_at_once_and_keeps_its_id():
     assert events.document("2020-07-01") == {"DocumentIncarnation": 4, "Events": []}
 
 
-def test_every_listed_vm_must_approve():
+def test_one_listed_vm_approving_starts_it_for_all():
+    events = book(Clock("manual", start=T0))
+    freeze = events.schedule("Freeze", ["web_0", "web_1"])
+    events.approve(freeze.id, by="outsider")  # a VM the event does not list does not count
+    assert events.document("2020-07-01")["Events"][0]["EventStatus"] == "Scheduled"
+    events.approve(freeze.id, by="web_1")
+    assert events.document("2020-07-01")["Events"][0]["EventStatus"] == "Started"
+
+
+def test_every_listed_vm_must_approve_when_asked():
     clock = Clock("manual", start=T0)
     events = book(clock)
-    freeze = events.schedule("Freeze", ["web_0", "web_1"])
+    freeze = events.schedule("Freeze", ["web_0", "web_1"], approval="all")
     events.approve(freeze.id, by="web_0")
     assert events.document("2020-07-01")["Events"][0]["EventStatus"] == "Scheduled"
     events.approve(freeze.id, by="web_1")

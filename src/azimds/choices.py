@@ -121,6 +121,9 @@ ATTESTED_FRESH_EACH_REQUEST = True
 #: An azEnvironment outside the four known clouds signs as the public cloud (metadata.azure.com).
 ATTESTED_UNKNOWN_CLOUD = "AzurePublicCloud"
 
+#: A fleet in strict mode, asked from an address no VM owns.
+NO_SUCH_VM_BODY = b'{ "error": "Forbidden: no VM has this source address" }'
+
 
 class Choice(NamedTuple):
     topic: str
@@ -145,6 +148,9 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Case", "path keys and parameter names are case-sensitive; the Metadata header's value is not"),
     Choice("extended=true", "accepted at every version; adds `extended.compute.ppsType` (profile's value, default `None`)"),
     Choice("dataDisks diffDiskSettings/encryptionSettings/osType, ipv6 publicIpAddress", "served when the profile sets them, never added by defaults"),
+    Choice("Fleet: a source address no VM owns", "answered as the profile's own (first) VM; with `fleet.strict: true`, 403 `{ \"error\": \"Forbidden: no VM has this source address\" }`"),
+    Choice("Fleet: rate limits", "per VM (by name), whatever address it calls from; per source address when there is one VM"),
+    Choice("Fleet: approving a shared event", "approval by any VM the event lists starts it for all of them, unless it was scheduled with `approval: all`"),
     Choice("Scheduled events approval answer", "200 with an empty body"),
     Choice("Approving an unknown EventId", "400 `{\"error\":\"Bad request. EventId <id> is not a current event.\"}`; a malformed body 400 `{\"error\":\"Bad request. The request body is malformed.\"}`"),
     Choice("Scheduled events version of another family", "an instance-only version gets the real 404 `{\"error\": \"Not found\"}`; a missing or unknown one the 400 with the three newest events versions"),

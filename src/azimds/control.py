@@ -30,8 +30,10 @@ Route = tuple[str, re.Pattern[str], Callable[..., Response]]
 class ControlPlane:
     """The control plane's request handler (give it to an HttpServer)."""
 
-    def __init__(self, emulation: Emulation, token: str, reload: Callable[[], Any] | None = None):
+    def __init__(self, emulation: Emulation, token: str, reload: Callable[[], Any] | None = None,
+                 fleet: Any = None):
         self.emulation = emulation
+        self.fleet = fleet  # fleet.Fleet, when the profile describes many VMs: ?vm=NAME picks one
         self._token = ("Bearer " + token).encode()
         self._reload = reload
         self.routes: list[Route] = [
@@ -46,6 +48,7 @@ class ControlPlane:
             ("POST", re.compile(r"/v1/events"), self.post_event),
             ("POST", re.compile(r"/v1/events/(?P<event_id>[^/]+)/(?P<action>approve|start|complete|cancel)"),
              self.event_action),
+            ("POST", re.compile(r"/v1/fleet/walk"), self.walk_update_domains),
             ("GET", re.compile(r"/v1/clock"), self.get_clock),
             ("POST", re.compile(r"/v1/clock"), self.post_clock),
             ("GET", re.compile(r"/v1/faults"), self.get_faults),
@@ -114,32 +117,43 @@ class ControlPlane:
                   "# TYPE azimds_events_incarnation gauge", f"azimds_events_incarnation {self.emulation.events.incarnation}"]
         return Response(200, ("\n".join(lines) + "\n").encode(), "text/plain; version=0.0.4; charset=utf-8")
 
+    def _target(self, query: dict[str, str]) -> Emulation:
+        """The VM a request is about: ``?vm=NAME`` in a fleet, else the profile's own VM."""
+        name = query.get("vm")
+        if name is None:
+            return self.emulation
+        found = self.fleet.by_name(name) if self.fleet is not None else (
+            self.emulation if name == self.emulation.vm.instance["compute"]["name"] else None)
+        if found is None:
+            raise NodeError(f"no VM named {name!r}")
+        return found
+
     # -- metadata --------------------------------------------------------------------------------------
     def get_node(self, request: Request, query: dict[str, str], path: str | None = None) -> Response:
-        return _json(200, self.emulation.read_node(_split(path)))
+        return _json(200, self._target(query).read_node(_split(path)))
 
     def put_node(self, request: Request, query: dict[str, str], path: str) -> Response:
-        return _json(200, self.emulation.set_node(_split(path), _body(request)))
+        return _json(200, self._target(query).set_node(_split(path), _body(request)))
 
     def patch_node(self, request: Request, query: dict[str, str], path: str | None = None) -> Response:
         patch = _body(request)
         if not _split(path) and not isinstance(patch, dict):
             raise _BadRequest("a patch of the whole document is a JSON object")
-        return _json(200, self.emulation.patch_node(_split(path), patch))
+        return _json(200, self._target(query).patch_node(_split(path), patch))
 
     def delete_node(self, request: Request, query: dict[str, str], path: str) -> Response:
-        self.emulation.delete_node(_split(path))
+        self._target(query).delete_node(_split(path))
         return Response(204)
 
     def put_tags(self, request: Request, query: dict[str, str]) -> Response:
         tags = _body(request)
         if not isinstance(tags, dict) or not all(isinstance(v, (str, int, float, bool)) for v in tags.values()):
             raise _BadRequest("tags are a JSON object of names to string values")
-        return _json(200, {"tags": self.emulation.set_tags(tags)})
+        return _json(200, {"tags": self._target(query).set_tags(tags)})
 
     # -- events ----------------------------------------------------------------------------------------
     def get_events(self, request: Request, query: dict[str, str]) -> Response:
-        book = self.emulation.events
+        book = self._target(query).events
         return _json(200, {"incarnation": book.incarnation, "events": [_event(e) for e in book.current()]})
 
     def post_event(self, request: Request, query: dict[str, str]) -> Response:
@@ -148,20 +162,51 @@ class ControlPlane:
             raise _BadRequest("an event is a JSON object")
         names = {"type": "type", "resources": "resources", "source": "source", "notBefore": "not_before",
                  "notice": "notice", "durationInSeconds": "duration", "active": "active",
-                 "description": "description", "eventId": "event_id", "started": "started"}
+                 "description": "description", "eventId": "event_id", "started": "started",
+                 "approval": "approval"}
         unknown = set(body) - set(names)
         if unknown:
             raise _BadRequest(f"unknown field {sorted(unknown)[0]!r}; known: {', '.join(names)}")
         kwargs = {names[k]: v for k, v in body.items()}
-        kwargs.setdefault("resources", [self.emulation.vm.instance["compute"]["name"]])
+        target = self._target(query)
+        kwargs.setdefault("resources", [target.vm.instance["compute"]["name"]])
         _check_types(kwargs)
         if "type" not in kwargs:
             raise _BadRequest("an event needs a type")
-        event = self.emulation.events.schedule(kwargs.pop("type"), kwargs.pop("resources"), **kwargs)
+        event = target.events.schedule(kwargs.pop("type"), kwargs.pop("resources"), **kwargs)
         return _json(201, _event(event))
 
+    def walk_update_domains(self, request: Request, query: dict[str, str]) -> Response:
+        """A platform update walking a scale set's update domains: one event per domain, ``gap`` apart."""
+        body = _body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("set"), str) or set(body) - {"set", "type", "gap", "durationInSeconds"}:
+            raise _BadRequest("give set (a scale set name), and optionally type, gap (seconds) and durationInSeconds")
+        if self.fleet is None:
+            raise NodeError("this emulator has no fleet")
+        try:
+            groups = self.fleet.update_domain_groups(body["set"])
+        except KeyError:
+            raise NodeError(f"no scale set named {body['set']!r}") from None
+        gap, kind = body.get("gap", 1800), body.get("type", "Freeze")
+        if isinstance(gap, bool) or not isinstance(gap, (int, float)) or gap < 0 or not isinstance(kind, str):
+            raise _BadRequest("gap is a number of seconds, type an event type")
+        book = self.fleet.book_of_set(body["set"])
+        from .events import MIN_NOTICE, TYPES
+
+        if kind not in TYPES:
+            raise _BadRequest(f"type must be one of {', '.join(TYPES)}")
+        now = self.emulation.clock.now()
+        for index, names in enumerate(groups):
+            not_before = now + MIN_NOTICE[kind] + index * gap
+            item = {"publish": max(now, not_before - MIN_NOTICE[kind]), "type": kind, "resources": names,
+                    "not_before": not_before}
+            if "durationInSeconds" in body:
+                item["duration"] = body["durationInSeconds"]
+            book.plan(item)
+        return _json(200, {"incarnation": book.incarnation, "events": [_event(e) for e in book.current()]})
+
     def event_action(self, request: Request, query: dict[str, str], event_id: str, action: str) -> Response:
-        book = self.emulation.events
+        book = self._target(query).events
         if action == "approve":
             book.approve(event_id, by=query.get("by"))
         else:
@@ -267,6 +312,7 @@ def _body(request: Request) -> Any:
 _EVENT_TYPES: dict[str, tuple[type, ...]] = {
     "type": (str,), "resources": (list,), "source": (str,), "not_before": (int, float), "notice": (int, float),
     "duration": (int,), "active": (int, float), "description": (str,), "event_id": (str,), "started": (bool,),
+    "approval": (str,),
 }
 
 
@@ -395,6 +441,10 @@ def openapi() -> dict[str, Any]:
                 {"name": "since", "in": "query", "schema": {"type": "number"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
                 "responses": {**ok({"type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object"}}}}), **errors}}},
+            "/v1/fleet/walk": {"post": {"summary": "walk a scale set's update domains: one event per domain, gap seconds apart",
+                "requestBody": body({"type": "object", "required": ["set"], "properties": {
+                    "set": {"type": "string"}, "type": {"type": "string"}, "gap": {"type": "number"},
+                    "durationInSeconds": {"type": "integer"}}}), "responses": {**ok(events), **errors}}},
             "/v1/reset": {"post": {"summary": "back to the profile", "responses": {**ok({"type": "object"}), **errors}}},
             "/v1/reload": {"post": {"summary": "reload the profile file", "responses": {**ok({"type": "object"}), **errors}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {

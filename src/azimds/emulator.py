@@ -106,7 +106,12 @@ class Parts:
         options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
                                  identity_rate_limit=identity_rate, identity_concurrency=int(identity_concurrency),
                                  state_dir=config.state_dir, public_url=config.public_url)
-        self.service = MetadataService(self.emulation, options)
+        self.fleet = None
+        if profile.fleet is not None:
+            from .fleet import Fleet
+
+            self.fleet = Fleet(self.emulation, profile, profile.identity_section)
+        self.service = MetadataService(self.emulation, options, self.fleet)
         if config.log_format == "json":
             self.service.log = _json_log
         self.token = config.control_token or secrets.token_urlsafe(24)
@@ -116,7 +121,7 @@ class Parts:
         reload = None
         if isinstance(config.profile, (str, Path)):
             reload = lambda: profiles.load(config.profile)  # noqa: E731
-        self.control = ControlPlane(self.emulation, self.token, reload=reload)
+        self.control = ControlPlane(self.emulation, self.token, reload=reload, fleet=self.fleet)
         self.metadata_server = HttpServer(self.service, server_header=self.service.server_header)
         self.control_server = HttpServer(self.control, server_header="azimds-control")
 

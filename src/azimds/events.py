@@ -65,6 +65,7 @@ class Event:
     active: float = 600.0  # seconds Started lasts before the event is gone
     started: float | None = None
     approvals: list[str] = field(default_factory=list)
+    approval: str = "any"  # "any": one listed VM's approval starts it for all; "all": every listed VM must
 
     def next_transition(self) -> float:
         return self.not_before if self.status == "Scheduled" else (self.started or 0.0) + self.active
@@ -155,22 +156,26 @@ class EventBook:
 
     def schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
                  notice: float | None = None, duration: int | None = None, active: float | None = None,
-                 description: str | None = None, event_id: str | None = None, started: bool = False) -> Event:
+                 description: str | None = None, event_id: str | None = None, started: bool = False,
+                 approval: str = "any") -> Event:
         """Publish an event now. ``started=True`` makes it appear directly as Started (a hardware failure)."""
         self.catch_up()
         return self._schedule(type, resources, source=source, not_before=not_before, notice=notice,
                               duration=duration, active=active, description=description, event_id=event_id,
-                              started=started)
+                              started=started, approval=approval)
 
     def _schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
                   notice: float | None = None, duration: int | None = None, active: float | None = None,
-                  description: str | None = None, event_id: str | None = None, started: bool = False) -> Event:
+                  description: str | None = None, event_id: str | None = None, started: bool = False,
+                  approval: str = "any") -> Event:
         if type not in TYPES:
             raise EventError(f"event type must be one of {', '.join(TYPES)}, not {type!r}")
         if source not in SOURCES:
             raise EventError(f"event source must be Platform or User, not {source!r}")
         if not resources or not all(isinstance(r, str) and r for r in resources):
             raise EventError("an event needs at least one resource (VM name)")
+        if approval not in ("any", "all"):
+            raise EventError(f"approval must be 'any' or 'all', not {approval!r}")
         now = self.clock()
         if not_before is not None and notice is not None:
             raise EventError("give notBefore or notice, not both")
@@ -194,19 +199,22 @@ class EventBook:
             description = FAILURE_DESCRIPTION if started else _DESCRIPTIONS.get((type, source), "")
         event = Event(event_id, type, list(resources), source, description, duration,
                       "Started" if started else "Scheduled", now, now if started else not_before, active,
-                      now if started else None)
+                      now if started else None, approval=approval)
         self.events[event_id] = event
         self.incarnation += 1
         self._changed()
         return event
 
     def approve(self, event_id: str, by: str | None = None) -> Event:
-        """Record an approval; the event starts once every listed VM approved (``by=None``: all of them)."""
+        """Record an approval (``by=None``: on behalf of every listed VM). The event starts at once when
+        its approval rule is met: any listed VM's approval, or (``approval="all"``) every listed VM's."""
         event = self._get(event_id)
         if event.status == "Scheduled":
             approvers = set(event.approvals) | ({by} if by else set(event.resources))
             event.approvals = sorted(approvers)
-            if set(event.resources) <= approvers:
+            enough = set(event.resources) <= approvers if event.approval == "all" \
+                else bool(approvers & set(event.resources))
+            if enough:
                 self._start(event)
             else:
                 self._changed()

@@ -90,15 +90,19 @@ class Profile:
     settings: Settings = field(default_factory=Settings)
     identity: Identities | None = None  # None only for a Profile built by hand; from_tree always sets it
     scenarios: list[dict[str, Any]] = field(default_factory=list)  # events.scenario_plan entries
+    tree: dict[str, Any] = field(default_factory=dict)  # the validated tree before defaults: fleet templates
+    fleet: dict[str, Any] | None = None  # the ``fleet`` section (see fleet.py)
+    identity_section: dict[str, Any] | None = None  # the ``identity`` section as written, for fleet members
 
 
 class Vm:
     """One VM's live metadata, and the cache of what was rendered from it."""
 
-    __slots__ = ("profile", "instance", "loadbalancer", "generation", "cache", "_lock")
+    __slots__ = ("profile", "instance", "loadbalancer", "generation", "cache", "owner", "_lock")
 
     def __init__(self, profile: Profile):
         self.profile = profile
+        self.owner: Any = None  # the state.Emulation this VM belongs to
         self.instance = profile.instance
         self.loadbalancer = profile.loadbalancer
         self.generation = 0
@@ -179,13 +183,22 @@ def from_tree(data: Any, source: str) -> Profile:
     loadbalancer = validated.pop("loadbalancer", None)
     identity = validated.pop("identity", None)
     scenarios = validated.pop("scenarios", None) or []
+    fleet = validated.pop("fleet", None)
     problems: list[tuple[str, str]] = []
+    tree = deepcopy(validated)
     instance = complete(validated, problems)
     identities = _identities(identity, instance["compute"], problems)
     problems += check_scenarios(scenarios)
     if problems:
         raise ProfileError(source, problems)
-    return Profile(source, instance, loadbalancer, settings, identities, scenarios)
+    profile = Profile(source, instance, loadbalancer, settings, identities, scenarios, tree, fleet, identity)
+    if fleet is not None:
+        from .fleet import check_fleet
+
+        problems += check_fleet(profile, identity)
+        if problems:
+            raise ProfileError(source, problems)
+    return profile
 
 
 def check_scenarios(entries: Any) -> list[tuple[str, str]]:
@@ -343,6 +356,7 @@ def _profile_adapter() -> Any:
     members["identity"] = identity
     members["azimds"] = settings
     members["scenarios"] = list[dict[str, Any]]  # checked by events.scenario_plan, which names the problem
+    members["fleet"] = dict[str, Any]  # checked by fleet.check_fleet, which names the problem
     profile = TypedDict("Profile", members, total=False)  # type: ignore[misc, operator]
     profile.__pydantic_config__ = forbid  # type: ignore[attr-defined]
     return pydantic.TypeAdapter(profile)

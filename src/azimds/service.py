@@ -40,6 +40,7 @@ __all__ = ["MetadataService", "ServiceOptions"]
 _CACHE_LIMIT = 8192  # URLs remembered per VM; a flood of distinct URLs clears it rather than grow it
 
 UNKNOWN_PATH = Response(404, choices.UNKNOWN_PATH_BODY)
+NO_SUCH_VM = Response(403, choices.NO_SUCH_VM_BODY)
 FORWARDED = Response(choices.FORWARDED_STATUS, choices.FORWARDED_BODY)
 DUPLICATE_QUERY = Response(400, choices.DUPLICATE_QUERY_BODY)
 
@@ -61,8 +62,9 @@ class MetadataService:
     """Answers /metadata/... for the emulated VM. Call it with a Request; it returns a Response (or an
     awaitable of one), and records it in the emulation's journal and metrics."""
 
-    def __init__(self, emulation: Emulation, options: ServiceOptions | None = None):
+    def __init__(self, emulation: Emulation, options: ServiceOptions | None = None, fleet: Any = None):
         self.emulation = emulation
+        self.fleet = fleet  # fleet.Fleet: answer each caller as the VM its address belongs to
         self.vm: Vm = emulation.vm
         self.faults: FaultSet = emulation.faults
         self.options = options = options or ServiceOptions()
@@ -75,12 +77,12 @@ class MetadataService:
         newest = options.newest_version
         clock = emulation.clock.now
         public_url = lambda: self.public_url  # noqa: E731 - read at answer time: known once listening
-        self.identity = IdentityEndpoint(newest, identities=lambda vm: emulation.profile.identity, pki=self.pki,
+        self.identity = IdentityEndpoint(newest, identities=lambda vm: vm.owner.profile.identity, pki=self.pki,
                                          clock=clock, public_url=public_url)
         self.attested = AttestedEndpoint(newest, pki=self.pki, clock=clock, public_url=public_url)
         self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
             InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
-            EventsEndpoint(lambda vm: emulation.events), self.identity, self.attested,
+            EventsEndpoint(lambda vm: vm.owner.events), self.identity, self.attested,
         )}
         self._too_many: dict[tuple[bytes, int], Response] = {}
         self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
@@ -91,15 +93,26 @@ class MetadataService:
 
     def __call__(self, request: Request) -> Any:
         started = time.perf_counter()
-        if self.faults:
-            fault = self.faults.match(request.url.partition(b"?")[0].decode("latin-1"))
+        emulation = self.emulation if self.fleet is None else self._member(request.peer)
+        if emulation is None:
+            self._record(request, NO_SUCH_VM.status, started)
+            return NO_SUCH_VM
+        if emulation.faults:
+            fault = emulation.faults.match(request.url.partition(b"?")[0].decode("latin-1"))
             if fault is not None:
-                return self._faulty(request, fault, started)
-        result = self._answer(request)
+                return self._faulty(request, emulation, fault, started)
+        result = self._answer(request, emulation)
         if result.__class__ is Response:
             self._record(request, result.status, started)
             return result
         return self._journaled(request, result, started)
+
+    def _member(self, peer: str) -> Emulation | None:
+        """The fleet VM a source address belongs to; the first VM for strangers, unless strict."""
+        member = self.fleet.for_peer(peer)
+        if member is None and not self.fleet.strict:
+            return self.emulation
+        return member
 
     def _record(self, request: Request, status: int, started: float) -> None:
         latency = time.perf_counter() - started
@@ -120,9 +133,9 @@ class MetadataService:
         finally:
             self._record(request, status, started)
 
-    async def _faulty(self, request: Request, fault: Fault, started: float) -> Response:
+    async def _faulty(self, request: Request, emulation: Emulation, fault: Fault, started: float) -> Response:
         held = None
-        if fault.latency and self.identity_concurrency and self._entry(request.url)[0] is self.identity:
+        if fault.latency and self.identity_concurrency and self._entry(emulation.vm, request.url)[0] is self.identity:
             # The only identity answers that take time are delayed ones: they count as in flight.
             held = request.peer
             count = self._in_flight.get(held, 0)
@@ -136,7 +149,7 @@ class MetadataService:
                 await asyncio.sleep(fault.latency)
             response = FaultSet.response(fault)
             if response is None:
-                result = self._answer(request)
+                result = self._answer(request, emulation)
                 response = result if result.__class__ is Response else await result
         finally:
             if held is not None:
@@ -148,17 +161,17 @@ class MetadataService:
         self._record(request, response.status, started)
         return response
 
-    def _entry(self, url: bytes) -> tuple[Endpoint | None, Outcome, RateLimiter | None]:
-        cache = self.vm.cache
+    def _entry(self, vm: Vm, url: bytes) -> tuple[Endpoint | None, Outcome, RateLimiter | None]:
+        cache = vm.cache
         entry = cache.get(url)
         if entry is None:
             if len(cache) > _CACHE_LIMIT:
                 cache.clear()
-            entry = cache[url] = self._resolve(self.vm, url)
+            entry = cache[url] = self._resolve(vm, url)
         return entry
 
-    def _answer(self, request: Request) -> Any:
-        vm = self.vm
+    def _answer(self, request: Request, emulation: Emulation) -> Any:
+        vm = emulation.vm
         cache = vm.cache
         entry = cache.get(request.url)
         if entry is None:
@@ -167,7 +180,8 @@ class MetadataService:
             entry = cache[request.url] = self._resolve(vm, request.url)
         endpoint, outcome, limiter = entry
         if limiter is not None:
-            wait = limiter.allow(request.peer)
+            # Per source address for one VM; per VM in a fleet, whatever address it calls from.
+            wait = limiter.allow(request.peer if self.fleet is None else vm.instance["compute"]["name"])
             if wait:
                 return self._throttled(wait, limiter)
         if endpoint is not None:

@@ -63,16 +63,20 @@ class Emulation:
 
     def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: list[Fault] | None = None,
                  store: Store | None = None, journal_size: int = 10_000,
-                 scenarios: list[dict[str, Any]] | None = None):
+                 scenarios: list[dict[str, Any]] | None = None, shared: "Emulation | None" = None,
+                 events: EventBook | None = None):
+        """``shared``: a fleet's first VM, whose clock, journal and metrics this VM uses too; ``events``: the
+        book of the availability set or scale set this VM belongs to."""
         self.profile = profile
         self.vm = Vm(profile)
-        self.clock = clock or Clock()
+        self.vm.owner = self
+        self.clock = shared.clock if shared is not None else clock or Clock()
         self.store = store
-        self.events = EventBook(self.clock.now, on_change=self._events_changed)
+        self.events = events or EventBook(self.clock.now, on_change=self._events_changed)
         self.base_faults = list(faults or [])
         self.faults = FaultSet(list(self.base_faults), clock=self._real_seconds)
-        self.journal: deque[JournalEntry] = deque(maxlen=journal_size)
-        self.metrics = Metrics()
+        self.journal: deque[JournalEntry] = shared.journal if shared is not None else deque(maxlen=journal_size)
+        self.metrics = shared.metrics if shared is not None else Metrics()
         saved = store.load() if store is not None else {}
         if saved:
             self._restore(saved)
