@@ -8,7 +8,9 @@ a manual clock moved by an hour replays the hour exactly and nothing needs a bac
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import uuid
 from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
@@ -39,6 +41,15 @@ _DESCRIPTIONS = {
     ("Redeploy", "User"): "Virtual machine is going to be redeployed as requested by authorized user.",
 }
 FAILURE_DESCRIPTION = "Host server is undergoing an emergency repair."
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a method under the book's lock: the control plane and tests change a book the server reads."""
+    @functools.wraps(method)
+    def wrapper(self: "EventBook", *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class EventError(ValueError):
@@ -98,13 +109,16 @@ class EventBook:
         self.events: dict[str, Event] = {e.id: e for e in events}
         self.on_change = on_change
         self.pending: list[dict[str, Any]] = []  # scenario events not yet published: {"publish": t, ...}
+        self.lock = threading.RLock()
 
     # -- reading ------------------------------------------------------------------------------------
+    @_locked
     def current(self) -> list[Event]:
         """Events as of now, after applying every transition that is due."""
         self.catch_up()
         return list(self.events.values())
 
+    @_locked
     def catch_up(self) -> None:
         now = self.clock()
         changed = False
@@ -129,11 +143,13 @@ class EventBook:
         if changed:
             self._changed()
 
+    @_locked
     def document(self, version: str, resource_prefix: str = "") -> dict[str, Any]:
         events = [e.wire(version, resource_prefix) for e in self.current() if TYPE_SINCE[e.type] <= version]
         return {"DocumentIncarnation": self.incarnation, "Events": events}
 
     # -- changing -----------------------------------------------------------------------------------
+    @_locked
     def plan(self, item: dict[str, Any]) -> None:
         """Queue a scenario event: published at ``publish`` (emulated epoch seconds) with the other keys
         as ``schedule`` takes them (``not_before`` absolute)."""
@@ -154,6 +170,7 @@ class EventBook:
         finally:
             self.clock = now_clock
 
+    @_locked
     def schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
                  notice: float | None = None, duration: int | None = None, active: float | None = None,
                  description: str | None = None, event_id: str | None = None, started: bool = False,
@@ -205,6 +222,7 @@ class EventBook:
         self._changed()
         return event
 
+    @_locked
     def approve(self, event_id: str, by: str | None = None) -> Event:
         """Record an approval (``by=None``: on behalf of every listed VM). The event starts at once when
         its approval rule is met: any listed VM's approval, or (``approval="all"``) every listed VM's."""
@@ -220,6 +238,7 @@ class EventBook:
                 self._changed()
         return event
 
+    @_locked
     def start(self, event_id: str) -> Event:
         event = self._get(event_id)
         if event.status != "Scheduled":
@@ -227,12 +246,14 @@ class EventBook:
         self._start(event)
         return event
 
+    @_locked
     def complete(self, event_id: str) -> None:
         event = self._get(event_id)
         if event.status != "Started":
             raise EventError(f"event {event_id} has not started; cancel it instead", 409)
         self._remove(event)
 
+    @_locked
     def cancel(self, event_id: str) -> None:
         event = self._get(event_id)
         if event.status != "Scheduled":
@@ -261,10 +282,12 @@ class EventBook:
             self.on_change(self)
 
     # -- persistence --------------------------------------------------------------------------------
+    @_locked
     def to_json(self) -> str:
         return json.dumps({"incarnation": self.incarnation, "events": [asdict(e) for e in self.events.values()],
                            "pending": self.pending}, sort_keys=True)
 
+    @_locked
     def load_json(self, text: str) -> None:
         data = json.loads(text)
         self.incarnation = max(self.incarnation, int(data["incarnation"]))
