@@ -47,6 +47,10 @@ HOST = "127.0.0.1"
 NEWEST_API_VERSION = "2025-04-07"
 INSTANCE_PATH = "/metadata/instance"
 INSTANCE_QUERY = f"api-version={NEWEST_API_VERSION}"
+TOKEN_PATH = "/metadata/identity/oauth2/token"
+TOKEN_QUERY = "api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F"
+ATTESTED_PATH = "/metadata/attested/document"
+ATTESTED_QUERY = "api-version=2020-09-01&nonce=1234567890"
 METADATA_HEADER = ("Metadata", "true")
 BENCH_RATE_LIMIT = "1000000000"  # the limiter stays in the request path, but never says no
 
@@ -239,11 +243,14 @@ def fetch(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def start_azimds(ctx: Context, label: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start azimds on core 0 on a port of its choosing; returns the process and its base URL."""
+def start_azimds(ctx: Context, label: str, extra: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """Start azimds on core 0 on a port of its choosing, with ``extra`` serve options; returns the process
+    and its base URL. Its state and control plane are private to the case (a temp state dir, any port)."""
     log_out, log_err = ctx.workdir / f"{label}.out", ctx.workdir / f"{label}.err"
+    private = [] if "--state-dir" in extra else ["--state-dir", str(ctx.workdir / f"{label}-state"),
+                                                  "--control-port", "0"]
     command = pinned(ctx.tools, SERVER_CORE, [*azimds_command(), "serve", "--host", HOST, "--port", "0",
-                                               "--rate-limit", BENCH_RATE_LIMIT])
+                                               "--rate-limit", BENCH_RATE_LIMIT, *private, *extra])
     with open(log_out, "wb") as out, open(log_err, "wb") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
     try:
@@ -506,11 +513,73 @@ def cli_case(ctx: Context) -> CaseResult:
     return result
 
 
+def identity_attested_case(ctx: Context) -> CaseResult:
+    """A cached managed-identity token and an attested document beside the instance document, all three
+    from one azimds with every limit off; the ratios are information, with no target."""
+    result = CaseResult("identity-attested")
+    state_dir = ctx.workdir / "state"
+    state_dir.mkdir()
+    proc, base = start_azimds(ctx, "azimds", [
+        "--identity-rate-limit", BENCH_RATE_LIMIT, "--identity-concurrency", "0",
+        "--state-dir", str(state_dir), "--control-port", "0"])
+    try:
+        print(f"  azimds  {base} (pid {proc.pid})")
+        urls = {
+            "instance": f"{base}{INSTANCE_PATH}?{INSTANCE_QUERY}",
+            "token": f"{base}{TOKEN_PATH}?{TOKEN_QUERY}",
+            "attested": f"{base}{ATTESTED_PATH}?{ATTESTED_QUERY}",
+        }
+        check_json(urls["instance"], "compute")
+        first = check_json(urls["token"], "access_token")
+        again = check_json(urls["token"], "access_token")
+        if again["access_token"] != first["access_token"]:
+            raise BenchError("azimds issued a new token for the second request: the token cache is not in use, "
+                             "so 'token' would not measure a cached token")
+        check_json(urls["attested"], "signature")
+        for name, url in urls.items():
+            result.rows.append(measure(ctx, name, url, proc.pid))
+    finally:
+        stop(proc)
+
+    by_name = {row.server: row for row in result.rows}
+    reference = by_name["instance"].requests_per_sec
+    if not reference:
+        raise BenchError(f"the instance request gave nothing to compare with: {by_name['instance']}")
+    for name in ("token", "attested"):
+        result.ratios.append(Ratio(f"{name}/instance req/s (info)", by_name[name].requests_per_sec / reference,
+                                   0.0, True))
+    return result
+
+
+def check_json(url: str, key: str) -> dict[str, object]:
+    """The JSON object at ``url``, which must answer 200 with ``key`` among its keys."""
+    status, body = fetch(url)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if status != 200 or not isinstance(document, dict) or key not in document:
+        raise BenchError(f"azimds answered {status} to {url}, not 200 with a JSON object with {key!r}: "
+                         f"{body[:300]!r}")
+    return document
+
+
 CASES: tuple[Case, ...] = (
     Case("instance", f"GET {INSTANCE_PATH}?{INSTANCE_QUERY} vs nginx static file", ("wrk", "nginx", "taskset"),
          instance_case),
+    Case("identity-attested", f"a cached {TOKEN_PATH} and {ATTESTED_PATH} vs {INSTANCE_PATH}, one azimds (info)",
+         ("wrk", "taskset"), identity_attested_case),
     Case("cli", "azimds tags KEY end to end vs curl and python -c pass", (), cli_case),
+    Case("fleet", "100,000 VMs: start-up, memory, req/s over 1,000 source addresses vs one VM",
+         ("wrk", "taskset"), lambda ctx: fleet_case(ctx)),
 )
+
+
+def fleet_case(ctx: Context) -> CaseResult:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fleet_case as fleet  # bench/fleet_case.py
+
+    return fleet.case(sys.modules[__name__], ctx)
 
 
 # -- running and reporting -----------------------------------------------------------------------------
@@ -599,7 +668,7 @@ def write_results(results: list[CaseResult], settings: Settings, tools: dict[str
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="cases:\n" + "\n".join(f"  {c.name:<12} {c.summary}" for c in CASES))
+                                     epilog="cases:\n" + "\n".join(f"  {c.name:<18} {c.summary}" for c in CASES))
     parser.add_argument("--only", metavar="NAME", choices=[case.name for case in CASES],
                         help="run just this case")
     length = parser.add_mutually_exclusive_group()

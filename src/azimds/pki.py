@@ -49,6 +49,7 @@ class Pki:
         self._keys: dict[str, Any] = {}
         self._certs: dict[str, Any] = {}
         self._leaves: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._signed: dict[tuple[bytes, str, str, str], bytes] = {}  # recent signatures, by what they sign
 
     @classmethod
     def for_state_dir(cls, state_dir: str | Path | None) -> "Pki":
@@ -108,8 +109,15 @@ class Pki:
         from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
         cert, key = self.leaf(domain, region, aia_url)
-        return (pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(cert, key, hashes.SHA256())
-                .sign(Encoding.DER, [pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoAttributes]))
+        cache_key = (content, domain, region, aia_url)
+        signed = self._signed.get(cache_key)
+        if signed is None:  # RSA PKCS#1 v1.5 is deterministic: the same content gets the same bytes
+            signed = (pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(cert, key, hashes.SHA256())
+                      .sign(Encoding.DER, [pkcs7.PKCS7Options.Binary, pkcs7.PKCS7Options.NoAttributes]))
+            if len(self._signed) >= 1024:
+                self._signed.clear()
+            self._signed[cache_key] = signed
+        return signed
 
     def der(self, which: str) -> bytes:
         """``root`` or ``intermediate`` certificate, DER."""

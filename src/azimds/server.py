@@ -21,6 +21,8 @@ from .http import Handler, Request, Response
 
 __all__ = ["HttpServer", "Limits"]
 
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; bursts of new connections must not be dropped
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -263,9 +265,9 @@ class HttpServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=1024)
+            self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=BACKLOG)
         else:
-            self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=1024,
+            self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=BACKLOG,
                                                     reuse_address=True)
         bound = self._server.sockets[0].getsockname()
         self.host, self.port = bound[0], bound[1]
