@@ -177,3 +177,34 @@ def test_unknown_routes_and_methods(emu):
     reply = ctl(emu, "DELETE", "/v1/clock")
     assert reply.status == 405 and "GET" in reply.headers["allow"]
     assert ctl(emu, "GET", "/openapi.json").json()["openapi"].startswith("3.")
+
+
+def _non_loopback_address() -> str | None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            address = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def test_control_plane_stays_on_loopback_when_the_metadata_port_is_public(serve):
+    import re
+    import socket
+
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to try the control port from")
+    proc = serve("--host", "0.0.0.0", "--control-port", "0", "--control-token", "t")
+    control = re.search(r"control plane http://([\d.]+):(\d+)", proc.proc.stderr.readline())
+    host, port = control.group(1), int(control.group(2))
+    assert host == "127.0.0.1"
+    port_metadata = int(proc.url.rsplit(":", 1)[1])
+    assert fetch(f"http://{address}:{port_metadata}", "/metadata/instance?api-version=2021-02-01").status == 200
+    with pytest.raises(OSError):  # nothing listens there for the control plane
+        socket.create_connection((address, port), timeout=2).close()
+    before = fetch(proc.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text").body
+    assert before == b"web-01"
