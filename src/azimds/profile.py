@@ -293,28 +293,22 @@ def _profile_adapter() -> Any:
     forbid = ConfigDict(extra="forbid")
     string = Annotated[str, pydantic.BeforeValidator(_scalar)]
 
-    def typed(node: catalog.Node, name: str) -> Any:
+    def typed(node: catalog.Node, name: str, leaf: Any) -> Any:
+        """A TypedDict (closed to unknown keys) per object node, a list per array, ``leaf(node)`` per leaf."""
         if node.children is None:
-            return string
+            return leaf(node)
         if node.is_array:
-            return list[typed(node.children["*"], name + "Item")]  # type: ignore[misc]
-        members = {key: typed(child, name + key[:1].upper() + key[1:]) for key, child in node.children.items()}
+            return list[typed(node.children["*"], name + "Item", leaf)]  # type: ignore[misc]
+        members = {key: typed(child, name + key[:1].upper() + key[1:], leaf) for key, child in node.children.items()}
         td = TypedDict(name, members, total=False)  # type: ignore[misc, operator]
         td.__pydantic_config__ = forbid  # type: ignore[attr-defined]
         return td
+
+    def lb_leaf(node: catalog.Node) -> Any:
+        integer = catalog.LOADBALANCER_FIELDS[node.path] == "integer"
+        return Annotated[int, Field(ge=0, le=65535)] if integer else string
 
     lb_schema = catalog.build_schema({k: "" for k in catalog.LOADBALANCER_FIELDS})
-
-    def lb_typed(node: catalog.Node, name: str) -> Any:
-        if node.children is None:
-            kind = catalog.LOADBALANCER_FIELDS[node.path]
-            return Annotated[int, Field(ge=0, le=65535)] if kind == "integer" else string
-        if node.is_array:
-            return list[lb_typed(node.children["*"], name + "Item")]  # type: ignore[misc]
-        members = {key: lb_typed(child, name + key[:1].upper() + key[1:]) for key, child in node.children.items()}
-        td = TypedDict(name, members, total=False)  # type: ignore[misc, operator]
-        td.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-        return td
 
     version = Literal[catalog.INSTANCE_VERSIONS]  # type: ignore[valid-type]
     fault = TypedDict("Fault", {  # type: ignore[misc, operator]
@@ -351,8 +345,9 @@ def _profile_adapter() -> Any:
     identity.__pydantic_config__ = forbid  # type: ignore[attr-defined]
 
     root = catalog.instance_schema()
-    members = {key: typed(child, "Profile" + key[:1].upper() + key[1:]) for key, child in root.children.items()}
-    members["loadbalancer"] = lb_typed(lb_schema, "Loadbalancer")
+    members = {key: typed(child, "Profile" + key[:1].upper() + key[1:], lambda node: string)
+               for key, child in root.children.items()}
+    members["loadbalancer"] = typed(lb_schema, "Loadbalancer", lb_leaf)
     members["identity"] = identity
     members["azimds"] = settings
     members["scenarios"] = list[dict[str, Any]]  # checked by events.scenario_plan, which names the problem
