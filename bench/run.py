@@ -460,29 +460,25 @@ def instance_case(ctx: Context) -> CaseResult:
     print(f"  reference body: {len(body)} bytes")
 
     proc, base = start_nginx(ctx, body)
-    try:
-        status, served = fetch(base + url_path)
-        if status != 200 or served != body:
-            raise BenchError(f"nginx answered {status} with {len(served)} bytes, not 200 with the same "
-                             f"{len(body)} bytes as azimds")
-        print(f"  nginx   {base} (pid {proc.pid})")
-        result.rows.append(measure(ctx, "nginx", base + url_path, proc.pid))
-    finally:
-        stop(proc, signal.SIGQUIT)  # nginx's graceful shutdown
-
+    result.rows.append(measure_same_bytes(ctx, "nginx", proc, base + url_path, body, signal.SIGQUIT))
     proc, base = start_azimds(ctx, "azimds")
-    try:
-        status, served = fetch(base + url_path)
-        if status != 200 or served != body:
-            raise BenchError(f"azimds answered {status} with {len(served)} bytes, not 200 with the "
-                             f"{len(body)} bytes it served before")
-        print(f"  azimds  {base} (pid {proc.pid})")
-        result.rows.append(measure(ctx, "azimds", base + url_path, proc.pid))
-    finally:
-        stop(proc)
-
+    result.rows.append(measure_same_bytes(ctx, "azimds", proc, base + url_path, body, signal.SIGTERM))
     result.ratios = compare(result.rows, "azimds", "nginx")
     return result
+
+
+def measure_same_bytes(ctx: Context, server: str, proc: subprocess.Popen[bytes], url: str, body: bytes,
+                       stop_signal: int) -> Row:
+    """Check the server answers ``body`` at ``url``, measure it, then stop it (nginx: SIGQUIT, graceful)."""
+    try:
+        status, served = fetch(url)
+        if status != 200 or served != body:
+            raise BenchError(f"{server} answered {status} with {len(served)} bytes, not 200 with the same "
+                             f"{len(body)} bytes")
+        print(f"  {server:7} {url} (pid {proc.pid})")
+        return measure(ctx, server, url, proc.pid)
+    finally:
+        stop(proc, stop_signal)
 
 
 def instance_bytes(ctx: Context, url_path: str) -> bytes:
