@@ -220,7 +220,7 @@ def test_an_unwritable_output_exits_2(vm: Emulator, tmp_path: Path) -> None:
     assert line == f"azimds: {target}: No such file or directory"
 
 
-@pytest.mark.parametrize("command", ["get", "tags", "versions", "dump", "serve"])
+@pytest.mark.parametrize("command", ["get", "tags", "versions", "events", "dump", "serve"])
 def test_every_command_has_help(command: str) -> None:
     done = azimds(command, "--help")
     assert done.returncode == 0 and done.stdout.startswith(f"usage: azimds {command}")
@@ -299,6 +299,6 @@ def test_client_commands_import_nothing_heavy(vm: Emulator) -> None:
     assert done.returncode == 0
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     heavy = {"pydantic", "yaml", "httptools", "uvloop", "asyncio", "cryptography", "urllib3", "azimds.emulator",
-             "azimds.profile", "typing_extensions"}
+             "azimds.profile", "typing_extensions", "azimds.ctl"}
     assert "azimds.client" in imported
     assert not imported & heavy

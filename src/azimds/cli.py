@@ -1,9 +1,11 @@
 """The ``azimds`` command: argparse only, each command importing what it needs when it runs.
 
-``serve`` runs the emulator; ``get``, ``tags``, ``versions`` and ``dump`` read IMDS through
-``azimds.client`` and must start fast (shell scripts call them), so nothing here imports the emulator's
-dependencies (pydantic, PyYAML, httptools) for them. Errors are one line on stderr; exit codes are
-0 success, 1 not found, 2 usage or connection failure.
+``serve`` runs the emulator and ``run`` runs a command beside one in a network namespace; ``get``, ``tags``,
+``versions``, ``events`` and ``dump`` read IMDS through ``azimds.client`` and must start fast (shell scripts
+call them), so nothing here imports the emulator's dependencies (pydantic, PyYAML, httptools) for them.
+``ctl`` has a parser of its own in ``azimds.ctl``, built only when it runs: its twenty subcommands would
+otherwise add 10 ms to every start. Errors are one line on stderr; exit codes are 0 success, 1 not found,
+2 usage or connection failure.
 """
 
 from __future__ import annotations
@@ -133,7 +135,50 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--redact", action="store_true", help=REDACT_HELP)
     dump.add_argument("--output", "-o", metavar="FILE", help="write the profile here (default: stdout)")
     dump.set_defaults(action=_dump)
+
+    _add_events(commands, client)
+    _add_run(commands)
+    commands.add_parser("ctl", add_help=False, help="steer a running emulator through its control plane "
+                                                    "(see azimds ctl --help)")
     return parser
+
+
+def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
+    events = _command(
+        commands, "events", client, "read, watch and approve scheduled events",
+        "Print the scheduled events document (/metadata/scheduledevents, api-version 2020-07-01) as JSON. An "
+        "event touches this VM when its Resources name it: compute.name, or {vmScaleSetName}_{instanceId} "
+        "for a scale set instance (case ignored); events of other VMs in the same availability set or scale "
+        "set are listed too. Approving an event lets it start now instead of at its NotBefore.")
+    events.add_argument("--watch", action="store_true",
+                        help="poll once a second and print the document (one line) each time its "
+                             "DocumentIncarnation changes, the first one included, until interrupted")
+    approve = events.add_mutually_exclusive_group()
+    approve.add_argument("--approve", nargs="+", metavar="ID",
+                         help="approve these events and print their ids (not with --watch)")
+    approve.add_argument("--approve-all", action="store_true",
+                         help="approve every Scheduled event that touches this VM and print their ids; with "
+                              "--watch, as they appear (approvals are then reported on stderr)")
+    events.set_defaults(action=_events)
+
+
+def _add_run(commands: Any) -> None:
+    description = ("Run COMMAND in a private network namespace where http://169.254.169.254 is an emulator "
+                   "(port 80): the docs' curl lines and unmodified SDKs work as on a VM, and the host's network "
+                   "is not touched. Needs unshare (util-linux) and ip (iproute2), and root or unprivileged "
+                   "user namespaces. Exits with COMMAND's exit code (128+N if a signal N ended it).")
+    epilog = "exit codes: COMMAND's, or 2 when the namespace or the emulator cannot be set up"
+    for name, run in (("run", _run), ("_run-inside", _run_inside)):
+        kwargs = {"help": "run a command where 169.254.169.254 is the emulator"} if name == "run" else {}
+        command = commands.add_parser(name, description=description, epilog=epilog, **kwargs)
+        command.add_argument("--profile", metavar="FILE", help="VM profile (default: the embedded default VM)")
+        command.add_argument("--state-dir", metavar="DIR", default=None,
+                             help="persist the emulator's state here (default: nothing persisted)")
+        command.add_argument("--rate-limit", type=_rate, metavar="N", default=None,
+                             help="requests per second per source address, 0 for no limit (default: 5)")
+        command.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                             help="the command and its arguments")
+        command.set_defaults(run=run)
 
 
 def _add_serve(commands: Any) -> None:
@@ -154,6 +199,15 @@ def _add_serve(commands: Any) -> None:
                        help="real time, or manual: time moves only when the control plane says (default: real)")
     serve.add_argument("--clock-speed", type=_rate, default=1.0, metavar="X",
                        help="run the clock X times as fast, e.g. 60 for an hour a minute (default: 1)")
+    serve.add_argument("--scenario", metavar="FILE", default=None,
+                       help="events to publish at offsets from start (YAML/JSON; see README 'Scenarios')")
+    serve.add_argument("--public-url", metavar="URL", default=None,
+                       help="how clients reach this emulator, for the attested certificate's AIA URL and the "
+                            "token issuer's jwks_uri (default: the listening URL; needed with --host 0.0.0.0)")
+    serve.add_argument("--identity-rate-limit", type=_rate, metavar="N", default=None,
+                       help="identity requests per second per source address, 0 for no limit (default: 20)")
+    serve.add_argument("--identity-concurrency", type=int, metavar="N", default=None,
+                       help="identity requests in flight per source address, 0 for no limit (default: 5)")
     serve.add_argument("--state-dir", metavar="DIR", default=None,
                        help="where state, keys and the control token live (default: ~/.local/state/azimds)")
     serve.add_argument("--control-host", default=None,
@@ -192,7 +246,10 @@ def _serve(args: argparse.Namespace) -> int:
                             clock=args.clock, clock_speed=args.clock_speed,
                             state_dir=args.state_dir or default_state_dir(),
                             control_host=args.control_host or "127.0.0.1", control_port=args.control_port,
-                            control_token=args.control_token, log_format=args.log_format)
+                            control_token=args.control_token, log_format=args.log_format,
+                            scenario=args.scenario, public_url=args.public_url,
+                            identity_rate_limit=args.identity_rate_limit,
+                            identity_concurrency=args.identity_concurrency)
     try:
         return serve(config, ready=lambda line: print(line, flush=True))
     except ProfileError as exc:
@@ -202,6 +259,55 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(f"cannot listen on {args.host}:{config.port}: {exc.strerror or exc}")
     return EXIT_USAGE
+
+
+# -- run -------------------------------------------------------------------------------------------------
+
+def _run(args: argparse.Namespace) -> int:
+    """Re-run this CLI as ``_run-inside`` in a new network namespace, passing the options on."""
+    from . import netns
+
+    options = []
+    for flag, value in (("--profile", args.profile), ("--state-dir", args.state_dir),
+                        ("--rate-limit", args.rate_limit)):
+        if value is not None:
+            options += [flag, str(value)]
+    try:
+        return _exit_code(netns.run(_command_line(args), options))
+    except netns.NetnsError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+
+
+def _run_inside(args: argparse.Namespace) -> int:
+    """In the namespace: serve on 169.254.169.254:80 and run the command (netns.inside)."""
+    import subprocess
+
+    from . import netns
+    from .profile import ProfileError
+
+    try:
+        return _exit_code(netns.inside(_command_line(args), profile=args.profile, state_dir=args.state_dir,
+                                       rate_limit=args.rate_limit))
+    except ProfileError as exc:
+        _error(f"bad profile: {'; '.join(str(exc).splitlines())}")
+    except subprocess.CalledProcessError as exc:
+        _error(f"cannot set up the namespace's loopback: {' '.join(exc.cmd)}: "
+               f"{(exc.stderr or b'').decode(errors='replace').strip() or f'exit {exc.returncode}'}")
+    except (OSError, ValueError) as exc:
+        _error(f"cannot start the emulator: {exc}")
+    return EXIT_USAGE
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command after ``--`` (argparse keeps that separator in front of a REMAINDER)."""
+    command = list(args.command)
+    return command[1:] if command[:1] == ["--"] else command
+
+
+def _exit_code(code: int) -> int:
+    """A child's exit code as a shell reports it: 128 + N when signal N ended it."""
+    return 128 - code if code < 0 else code
 
 
 # -- client commands ---------------------------------------------------------------------------------------
@@ -257,6 +363,64 @@ def _dump(client: Client, args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as out:
             out.write(text + "\n")
     return EXIT_OK
+
+
+def _events(client: Client, args: argparse.Namespace) -> int:
+    """Print the document, approve, or watch (and approve as events appear)."""
+    if args.watch:
+        if args.approve:
+            _error("--approve ID does not combine with --watch; use --approve-all")
+            return EXIT_USAGE
+        return _watch(client, args.approve_all)
+    if args.approve:
+        _write("\n".join(client.approve(args.approve)))
+    elif args.approve_all:
+        _write("\n".join(_approve_mine(client, client.events())))
+    else:
+        _write(_json(client.events()))
+    return EXIT_OK
+
+
+def _approve_mine(client: Client, doc: dict[str, Any]) -> list[str]:
+    """Approve the Scheduled events of ``doc`` that touch this VM; their ids (none: nothing sent)."""
+    ids = [event["EventId"] for event in doc["Events"]
+           if event.get("EventStatus") == "Scheduled" and client.touches(event)]
+    return client.approve(ids) if ids else []
+
+
+def _watch(client: Client, approve: bool) -> int:
+    """Print each new document on its own line, flushed, until Ctrl-C or a closed pipe (both exit 0).
+
+    An approval refused because the event went away meanwhile is a warning: the next document shows why.
+    """
+    from .client import ImdsError
+
+    try:
+        for doc in client.watch_events():
+            print(_json(doc), flush=True)
+            if not approve:
+                continue
+            try:
+                for event_id in _approve_mine(client, doc):
+                    _note(f"approved {event_id}")
+            except ImdsError as exc:
+                if exc.status != 400:
+                    raise
+                _warn(str(exc))
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        _drop_stdout()
+    return EXIT_OK
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail on the closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _tags(client: Client, args: argparse.Namespace) -> int:
@@ -354,10 +518,18 @@ def _warn(message: str) -> None:
     print(f"azimds: warning: {message}", file=sys.stderr)
 
 
+def _note(message: str) -> None:
+    print(f"azimds: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["ctl"]:
+            from .ctl import main as ctl
+
+            return ctl(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.run(args)
     except KeyboardInterrupt:
         return 130

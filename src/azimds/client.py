@@ -11,6 +11,7 @@ still give up at a deadline. ``Client`` does all of that, so reading a tag is on
 It uses ``http.client`` from the standard library: like urllib3 it never reads ``HTTP_PROXY`` and friends,
 and it imports in half the time, which keeps ``azimds tags KEY`` fast enough to call from shell scripts.
 ``capture`` and ``redact`` turn what a client reads into an emulator profile (``azimds dump``).
+``events``, ``watch_events``, ``approve`` and ``touches`` are what a maintenance handler needs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import threading
 import time
 from email.utils import parsedate_to_datetime
@@ -29,12 +31,12 @@ from urllib.parse import quote, urlsplit
 
 TYPE_CHECKING = False  # typing costs 5 ms at import; the CLI imports this module on every call
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 __all__ = [
     "Backoff", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket",
-    "capture", "parse_tags", "redact", "tags_of",
+    "capture", "parse_tags", "redact", "tags_of", "touches",
 ]
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
@@ -48,6 +50,10 @@ DEFAULT_API_VERSION = "2021-02-01"
 DEFAULT_DEADLINE = 90.0  # seconds per call, retries included: room for the 70 s that a 410 may last
 DEFAULT_TIMEOUT = 5.0  # seconds per attempt (each socket operation), never beyond the deadline
 PROBE_TIMEOUT = 1.0  # is_azure()
+#: Per-attempt timeout of a Client's first scheduled-events request: on a real VM the first request after a
+#: day without one switches the service on, and Microsoft warns that its answer may take up to two minutes.
+FIRST_EVENTS_TIMEOUT = 120.0
+WATCH_INTERVAL = 1.0  # seconds between scheduled-events polls: Microsoft recommends once a second
 
 _FALLBACK_FAMILY = frozenset({"instance", "attested", "identity", "loadbalancer"})  # share one version list
 _FAMILY_VERSIONS = {"scheduledevents": "2020-07-01"}  # a version list of its own; this is its newest
@@ -55,6 +61,10 @@ _FACTS = ("vmId", "name", "location", "subscriptionId", "resourceId")  # never c
 _NO_LOAD_BALANCER = b"No load balancer metadata"  # the real 404 body when the VM has no Standard LB
 _LOADBALANCER_SINCE = "2020-10-01"
 _HEADERS = {"Metadata": "true", "User-Agent": "azimds-client"}
+_POST_HEADERS = {**_HEADERS, "Content-Type": "application/json"}
+_EVENTS = "scheduledevents"
+#: The resource ID of a uniform scale set instance, whose events name it ``{scaleSet}_{instanceId}``.
+_SCALE_SET_INSTANCE = re.compile(r"/virtualMachineScaleSets/([^/]+)/virtualMachines/([^/]+)/?$", re.IGNORECASE)
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -221,6 +231,7 @@ class Client:
         self._fell_back = False
         self._facts: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._events_on = False  # a scheduled-events request has been answered: the service is switched on
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r}, api_version={self._api_version!r})"
@@ -240,13 +251,7 @@ class Client:
         naming ``newest-versions`` makes the client fall back to the newest, once, for good.
         """
         path = _clean(path)
-        reply = self._fetch(path, text=text, api_version=api_version, deadline=deadline)
-        try:
-            body = reply.body.decode("utf-8")
-            return body if text else json.loads(body)
-        except ValueError:
-            raise ImdsError(f"/metadata/{path}: the answer is not {'UTF-8' if text else 'JSON'}; is "
-                            f"{self.endpoint} an IMDS?", status=reply.status, body=_text(reply.body)) from None
+        return self._parse(path, self._fetch(path, text=text, api_version=api_version, deadline=deadline), text)
 
     def instance(self, *, deadline: float | None = None) -> dict[str, Any]:
         """The whole instance document (``compute`` and ``network``) at the client's api-version."""
@@ -320,6 +325,69 @@ class Client:
                 return None
             raise
 
+    # -- scheduled events ----------------------------------------------------------------------------------
+    def events(self, *, deadline: float | None = None) -> dict[str, Any]:
+        """The scheduled events document (``DocumentIncarnation``, ``Events``), read fresh at 2020-07-01.
+
+        Retried like every read. The first request of a Client waits up to ``FIRST_EVENTS_TIMEOUT`` (two
+        minutes) for each attempt instead of ``timeout``, still within the deadline: on a real VM that
+        request may switch the service on, which Microsoft says can take that long.
+        """
+        reply = self._fetch(_EVENTS, deadline=deadline, timeout=None if self._events_on else FIRST_EVENTS_TIMEOUT)
+        doc = self._parse(_EVENTS, reply, text=False)
+        if not (isinstance(doc, dict) and isinstance(doc.get("DocumentIncarnation"), int)
+                and isinstance(doc.get("Events"), list)):
+            raise ImdsError(f"/metadata/{_EVENTS}: the answer is not a scheduled events document; is "
+                            f"{self.endpoint} an IMDS?", status=reply.status, body=_text(reply.body))
+        self._events_on = True
+        return doc
+
+    def watch_events(self, interval: float = WATCH_INTERVAL, *, stop: threading.Event | None = None,
+                     duration: float | None = None, sleep: Callable[[float], None] | None = None,
+                     deadline: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the scheduled events document now, then each time its DocumentIncarnation changes.
+
+        Polls every ``interval`` seconds (Microsoft asks for once a second; a poll that took longer is
+        followed at once, never by a burst) until ``stop`` is set, ``duration`` seconds have passed or the
+        caller stops iterating. Between polls it waits with ``sleep`` if given, else ``stop.wait`` (so that
+        setting ``stop`` ends the wait at once), else the client's sleep. ``deadline`` bounds each poll; a
+        poll that fails after its retries raises, ending the watch: the caller decides whether to start
+        another. Raises ValueError at once for an ``interval`` or ``duration`` that is not a positive number.
+        """
+        if not 0 < interval < float("inf") or (duration is not None and not duration > 0):
+            raise ValueError(f"a watch needs an interval and a duration of more than 0 seconds, not "
+                             f"{interval} and {duration}")
+        wait = sleep or (stop.wait if stop is not None else self._sleep)
+        end = None if duration is None else self._clock() + duration
+        return self._watch(interval, stop, end, wait, deadline)
+
+    def approve(self, event_ids: str | Iterable[str], *, deadline: float | None = None) -> list[str]:
+        """Approve events so that they start now rather than at their NotBefore; returns the ids sent.
+
+        One POST of ``{"StartRequests":[{"EventId":...}, ...]}`` (ids in order, each once). The service
+        answers 200 even when another VM approved an event already, so the POST is retried like a read.
+        A 400 (an id that is not a current event, or a body the service finds malformed) raises ImdsError
+        with the service's reason. An approval lets the event proceed for every VM it lists, and it may
+        start a little later rather than at once: read the events to see it Started.
+        """
+        ids = list(dict.fromkeys([event_ids] if isinstance(event_ids, str) else event_ids))
+        if not ids or not all(isinstance(i, str) and i for i in ids):
+            raise ValueError(f"approve needs one or more event ids (non-empty strings), not {event_ids!r}")
+        body = json.dumps({"StartRequests": [{"EventId": i} for i in ids]}).encode()
+        try:
+            self._fetch(_EVENTS, method="POST", body=body, deadline=deadline)
+        except ImdsError as exc:
+            if exc.status != 400:
+                raise
+            raise ImdsError(f"approval of {', '.join(ids)} refused: {_describe(exc.body.encode())}",
+                            status=400, body=exc.body) from None
+        return ids
+
+    def touches(self, event: dict[str, Any], *, deadline: float | None = None) -> bool:
+        """Whether ``event`` concerns this VM (the module's ``touches``); reads the VM once per client."""
+        name = self.name(deadline=deadline)  # remembers resourceId too, where the api-version serves it
+        return touches(event, {"name": name, "resourceId": self._facts.get("resourceId", "")})
+
     def is_azure(self, timeout: float = PROBE_TIMEOUT) -> bool:
         """Whether an IMDS answers at the endpoint: one GET of /metadata/versions, no retries, ``timeout`` s.
 
@@ -338,6 +406,28 @@ class Client:
             return False
 
     # -- machinery -------------------------------------------------------------------------------------------
+    def _watch(self, interval: float, stop: threading.Event | None, end: float | None,
+               wait: Callable[[float], Any], deadline: float | None) -> Iterator[dict[str, Any]]:
+        last = None
+        due = self._clock()
+        while stop is None or not stop.is_set():
+            doc = self.events(deadline=deadline)
+            if doc["DocumentIncarnation"] != last:
+                last = doc["DocumentIncarnation"]
+                yield doc
+            due = max(due + interval, self._clock())
+            if end is not None and due >= end:
+                return
+            wait(max(0.0, due - self._clock()))
+
+    def _parse(self, path: str, reply: _Reply, text: bool) -> Any:
+        try:
+            body = reply.body.decode("utf-8")
+            return body if text else json.loads(body)
+        except ValueError:
+            raise ImdsError(f"/metadata/{path}: the answer is not {'UTF-8' if text else 'JSON'}; is "
+                            f"{self.endpoint} an IMDS?", status=reply.status, body=_text(reply.body)) from None
+
     def _fact(self, key: str, deadline: float | None) -> str:
         value = self._facts.get(key)
         if value is None:
@@ -350,8 +440,12 @@ class Client:
         return compute[key]
 
     def _fetch(self, path: str, *, text: bool = False, api_version: str | None = None, versioned: bool = True,
-               deadline: float | None = None, expect: int = 200) -> _Reply:
-        """One logical request: attempts, version fallback, retries and waits until ``expect`` or a failure."""
+               deadline: float | None = None, expect: int = 200, method: str = "GET", body: bytes | None = None,
+               timeout: float | None = None) -> _Reply:
+        """One logical request: attempts, version fallback, retries and waits until ``expect`` or a failure.
+
+        ``timeout`` replaces the client's per-attempt timeout for this call.
+        """
         call = _Call(self._clock, self.deadline if deadline is None else deadline)
         family = path.partition("/")[0]
         version = None
@@ -362,7 +456,7 @@ class Client:
         while True:
             reply = None
             try:
-                reply = self._attempt(_target(path, version, text), call)
+                reply = self._attempt(_target(path, version, text), call, method, body, timeout)
             except (OSError, http.client.HTTPException) as exc:
                 failure: ImdsError = ImdsUnavailable(f"no answer from {self.endpoint}: {_reason(exc)}")
             else:
@@ -380,16 +474,17 @@ class Client:
             self._sleep(wait)
             retry += 1
 
-    def _attempt(self, target: str, call: _Call) -> _Reply:
-        """Send one GET on a fresh connection (never stale, nothing shared between threads)."""
+    def _attempt(self, target: str, call: _Call, method: str = "GET", body: bytes | None = None,
+                 timeout: float | None = None) -> _Reply:
+        """Send one request on a fresh connection (never stale, nothing shared between threads)."""
         remaining = call.remaining()
         if remaining <= 0 or (self.limiter is not None and not self.limiter.acquire(remaining)):
             raise ImdsUnavailable(f"deadline reached before a request to {self.endpoint} could be sent"
                                   f" ({call.summary()})")
         call.attempts += 1
-        connection = self._connect(min(self.timeout, max(call.remaining(), 0.001)))
+        connection = self._connect(min(timeout or self.timeout, max(call.remaining(), 0.001)))
         try:
-            connection.request("GET", target, headers=_HEADERS)
+            connection.request(method, target, body=body, headers=_HEADERS if body is None else _POST_HEADERS)
             response = connection.getresponse()
             return _Reply(response.status, response.read(), response.getheader("Retry-After"),
                           response.getheader("Server"))
@@ -558,6 +653,25 @@ def parse_tags(text: str) -> dict[str, str]:
             name, _, value = item.partition(":")
             tags[name] = value
     return tags
+
+
+# -- scheduled events --------------------------------------------------------------------------------------
+
+def touches(event: dict[str, Any], compute: dict[str, Any]) -> bool:
+    """Whether a scheduled event concerns the VM a compute document describes.
+
+    Events for every VM of an availability set or scale set reach all of them, so a handler must check
+    ``Resources``. It names VMs as the service does: a VM by its name (``compute.name``), a scale set
+    instance as ``{vmScaleSetName}_{instanceId}`` (a uniform instance's ``compute.name``; the pair is also
+    read from its resourceId, ``.../virtualMachineScaleSets/SS/virtualMachines/ID``, in case the name is
+    written otherwise). Azure resource names ignore case, and so does the comparison.
+    """
+    names = {str(compute.get("name", "")).casefold()}
+    instance = _SCALE_SET_INSTANCE.search(str(compute.get("resourceId", "")))
+    if instance is not None:
+        names.add(f"{instance.group(1)}_{instance.group(2)}".casefold())
+    names.discard("")
+    return any(isinstance(r, str) and r.casefold() in names for r in event.get("Resources", []))
 
 
 # -- capture as a profile ----------------------------------------------------------------------------------
