@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     dump.set_defaults(action=_dump)
 
     _add_events(commands, client)
+    _add_identity(commands, client)
     _add_run(commands)
     commands.add_parser("ctl", add_help=False, help="steer a running emulator through its control plane "
                                                     "(see azimds ctl --help)")
@@ -226,6 +227,98 @@ def _command(commands: Any, name: str, parent: argparse.ArgumentParser, summary:
                                   epilog=EXIT_CODES)
     command.set_defaults(run=_run_client)
     return command
+
+
+# -- identity, attested, ca ---------------------------------------------------------------------------------
+
+EXIT_UNVERIFIED = 3
+
+
+def _add_identity(commands: Any, client: argparse.ArgumentParser) -> None:
+    token = _command(commands, "token", client, "print a managed-identity access token",
+                     "Print an access token for RESOURCE from the VM's managed identity (the system-assigned "
+                     "one, or the user-assigned one a selector picks).")
+    token.add_argument("--resource", default="https://management.azure.com/", metavar="URI",
+                       help="the audience (default: https://management.azure.com/)")
+    selector = token.add_mutually_exclusive_group()
+    selector.add_argument("--client-id", metavar="ID", help="a user-assigned identity's client id")
+    selector.add_argument("--object-id", metavar="ID", help="a user-assigned identity's object (principal) id")
+    selector.add_argument("--resource-id", metavar="ID", help="a user-assigned identity's resource id")
+    token.add_argument("--bypass-cache", action="store_true", help="ask for a new token")
+    token.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    token.set_defaults(action=_token)
+
+    attested = _command(commands, "attested", client, "print (and verify) the attested document",
+                        "Print /metadata/attested/document. With --verify, check its signature, certificate "
+                        "chain (to --trust-root), name, window and nonce, and print the signed content; "
+                        "exit 3 when it fails, saying why.")
+    attested.add_argument("--nonce", metavar="N", help="1-32 letters or digits, echoed in the signed content")
+    attested.add_argument("--verify", action="store_true", help="verify and print the signed content")
+    attested.add_argument("--trust-root", action="append", default=[], metavar="PEM",
+                          help="a root certificate to chain to (repeatable; e.g. from 'azimds ca export')")
+    attested.add_argument("--cloud", default="AzurePublicCloud", metavar="NAME",
+                          help="the cloud whose certificate name to expect (default: AzurePublicCloud)")
+    attested.set_defaults(action=_attested)
+
+    ca = commands.add_parser("ca", help="the emulator's certificate authority",
+                             description="Export the emulator's root (and intermediate) certificate as PEM: "
+                                         "what clients trust to verify its attested documents.")
+    ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
+    ca_commands.required = True
+    export = ca_commands.add_parser("export", help="write the root certificate (PEM)",
+                                    description="Write the root certificate of the CA in the state directory "
+                                                "(made there if absent, as 'serve' would).")
+    export.add_argument("--state-dir", metavar="DIR", help="the emulator's state directory "
+                                                            "(default: ~/.local/state/azimds)")
+    export.add_argument("--intermediate", action="store_true", help="the intermediate too, after the root")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    export.set_defaults(run=_ca_export)
+
+
+def _token(client: Client, args: argparse.Namespace) -> int:
+    import json
+
+    answer = client.token(args.resource, client_id=args.client_id, object_id=args.object_id,
+                          resource_id=args.resource_id, bypass_cache=args.bypass_cache)
+    _write(json.dumps(answer) if args.json else answer["access_token"])
+    return EXIT_OK
+
+
+def _attested(client: Client, args: argparse.Namespace) -> int:
+    import json
+
+    document = client.attested(args.nonce)
+    if not args.verify:
+        _write(json.dumps(document))
+        return EXIT_OK
+    if not args.trust_root:
+        raise ValueError("--verify needs --trust-root PEM (e.g. from 'azimds ca export')")
+    from .attested import AttestationError, verify_attested
+
+    try:
+        verified = verify_attested(document, args.trust_root, nonce=args.nonce, cloud=args.cloud)
+    except AttestationError as exc:
+        _error(f"attestation failed ({exc.reason}): {exc}")
+        return EXIT_UNVERIFIED
+    _write(verified.signed_bytes.decode("utf-8"))
+    return EXIT_OK
+
+
+def _ca_export(args: argparse.Namespace) -> int:
+    from .emulator import default_state_dir
+    from .pki import export_ca
+
+    try:
+        text = export_ca(args.state_dir or default_state_dir(), intermediate=args.intermediate)
+        if args.output:
+            with open(args.output, "w", encoding="ascii") as out:
+                out.write(text)
+        else:
+            sys.stdout.write(text)
+    except OSError as exc:
+        _error(f"{exc.filename or 'state directory'}: {exc.strerror or exc}")
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 # -- serve -------------------------------------------------------------------------------------------------

@@ -63,6 +63,11 @@ _LOADBALANCER_SINCE = "2020-10-01"
 _HEADERS = {"Metadata": "true", "User-Agent": "azimds-client"}
 _POST_HEADERS = {**_HEADERS, "Content-Type": "application/json"}
 _EVENTS = "scheduledevents"
+_TOKEN = "identity/oauth2/token"
+_ATTESTED = "attested/document"
+IDENTITY_API_VERSION = "2018-02-01"  # what Microsoft's SDKs send for tokens
+ATTESTED_API_VERSION = "2020-09-01"  # the newest attested shape (licenseType)
+TOKEN_EARLY = 300.0  # seconds before expiry a kept token is replaced
 #: The resource ID of a uniform scale set instance, whose events name it ``{scaleSet}_{instanceId}``.
 _SCALE_SET_INSTANCE = re.compile(r"/virtualMachineScaleSets/([^/]+)/virtualMachines/([^/]+)/?$", re.IGNORECASE)
 
@@ -230,6 +235,7 @@ class Client:
         self._api_version = api_version
         self._fell_back = False
         self._facts: dict[str, str] = {}
+        self._tokens: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}  # by resource, selector
         self._lock = threading.Lock()
         self._events_on = False  # a scheduled-events request has been answered: the service is switched on
 
@@ -324,6 +330,42 @@ class Client:
             if _NO_LOAD_BALANCER in exc.body.encode():
                 return None
             raise
+
+    # -- managed identity and attested documents -----------------------------------------------------------
+    def token(self, resource: str = "https://management.azure.com/", *, client_id: str | None = None,
+              object_id: str | None = None, resource_id: str | None = None, bypass_cache: bool = False,
+              deadline: float | None = None) -> dict[str, str]:
+        """A managed-identity token: the token endpoint's answer (``access_token``, ``expires_on``, …).
+
+        At most one of ``client_id``, ``object_id`` and ``resource_id`` picks a user-assigned identity.
+        Tokens are kept by the client until five minutes before they expire; ``bypass_cache`` asks for a new
+        one (and asks IMDS not to answer from its own cache either).
+        """
+        selectors = {name: value for name, value in (("client_id", client_id), ("object_id", object_id),
+                                                     ("msi_res_id", resource_id)) if value}
+        if len(selectors) > 1:
+            raise ValueError("give at most one of client_id, object_id and resource_id")
+        if not resource:
+            raise ValueError("a token needs a resource (the audience), e.g. https://management.azure.com/")
+        key = (resource, tuple(selectors.items()))
+        cached = self._tokens.get(key)
+        if cached is not None and not bypass_cache and float(cached.get("expires_on", 0)) - TOKEN_EARLY > time.time():
+            return dict(cached)
+        params = {"resource": resource, **selectors, **({"bypass_cache": "true"} if bypass_cache else {})}
+        reply = self._fetch(_TOKEN, api_version=IDENTITY_API_VERSION, params=params, deadline=deadline)
+        answer = self._parse(_TOKEN, reply, text=False)
+        if not isinstance(answer, dict) or "access_token" not in answer:
+            raise ImdsError(f"/metadata/{_TOKEN}: the answer is not a token", status=reply.status,
+                            body=_text(reply.body))
+        self._tokens[key] = answer
+        return dict(answer)
+
+    def attested(self, nonce: str | None = None, *, api_version: str = ATTESTED_API_VERSION,
+                 deadline: float | None = None) -> dict[str, str]:
+        """The attested document (``encoding``, ``signature``): verify it with ``azimds.attested``."""
+        params = {"nonce": nonce} if nonce else None
+        reply = self._fetch(_ATTESTED, api_version=api_version, params=params, deadline=deadline)
+        return self._parse(_ATTESTED, reply, text=False)
 
     # -- scheduled events ----------------------------------------------------------------------------------
     def events(self, *, deadline: float | None = None) -> dict[str, Any]:
@@ -441,7 +483,7 @@ class Client:
 
     def _fetch(self, path: str, *, text: bool = False, api_version: str | None = None, versioned: bool = True,
                deadline: float | None = None, expect: int = 200, method: str = "GET", body: bytes | None = None,
-               timeout: float | None = None) -> _Reply:
+               timeout: float | None = None, params: dict[str, str] | None = None) -> _Reply:
         """One logical request: attempts, version fallback, retries and waits until ``expect`` or a failure.
 
         ``timeout`` replaces the client's per-attempt timeout for this call.
@@ -456,7 +498,7 @@ class Client:
         while True:
             reply = None
             try:
-                reply = self._attempt(_target(path, version, text), call, method, body, timeout)
+                reply = self._attempt(_target(path, version, text, params), call, method, body, timeout)
             except (OSError, http.client.HTTPException) as exc:
                 failure: ImdsError = ImdsUnavailable(f"no answer from {self.endpoint}: {_reason(exc)}")
             else:
@@ -547,12 +589,13 @@ def _clean(path: str) -> str:
     return path
 
 
-def _target(path: str, version: str | None, text: bool) -> str:
+def _target(path: str, version: str | None, text: bool, params: dict[str, str] | None = None) -> str:
     query = []
     if version is not None:
         query.append("api-version=" + quote(version, safe=""))
     if text:
         query.append("format=text")
+    query += [f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in (params or {}).items()]
     target = "/metadata/" + quote(path, safe="/")
     return target + "?" + "&".join(query) if query else target
 
@@ -575,6 +618,8 @@ def _describe(body: bytes) -> str:
         data = json.loads(body)
         message = str(data["error"]) + (f" (newest versions: {', '.join(data['newest-versions'])})"
                                          if "newest-versions" in data else "")
+        if data.get("error_description"):  # the identity endpoint's bodies say what is wrong there
+            message += f": {data['error_description']}"
     except (ValueError, KeyError, TypeError):
         message = _text(body)
     message = " ".join(message.split())

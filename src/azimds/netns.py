@@ -60,9 +60,11 @@ def inside(command: Sequence[str], profile: str | None = None, state_dir: str | 
 
     _ip("link", "set", "lo", "up")
     _ip("addr", "add", f"{IMDS_ADDRESS}/32", "dev", "lo")
-    with Emulator(profile, host=IMDS_ADDRESS, port=80, rate_limit=rate_limit, state_dir=state_dir):
+    with Emulator(profile, host=IMDS_ADDRESS, port=80, rate_limit=rate_limit, state_dir=state_dir) as emulator:
         env = {k: v for k, v in os.environ.items()
                if k not in ("AZIMDS_ENDPOINT", "AZURE_POD_IDENTITY_AUTHORITY_HOST")}
+        env["AZIMDS_CONTROL"] = emulator.control_url  # so the command can steer it: azimds ctl …
+        env["AZIMDS_CONTROL_TOKEN"] = emulator.token
         try:
             return subprocess.call(list(command), env=env)
         except FileNotFoundError:
