@@ -14,4 +14,4 @@ def test_pytest_example_project():
                          cwd=project, capture_output=True, text=True, timeout=120, env={
                              "PATH": "/usr/bin:/bin", "PYTHONPATH": str(project), "HOME": str(project)})
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "2 passed" in run.stdout
+    assert "3 passed" in run.stdout

@@ -90,3 +90,28 @@ def test_failures_to_set_up_exit_2_in_one_line(args: list[str], message: str) ->
 def test_no_unshare_exits_2_saying_why(tmp_path: Path) -> None:
     done = azimds_run("--", "true", env={**os.environ, "PATH": str(tmp_path)})
     assert (done.returncode, done.stderr) == (2, "azimds: azimds run needs the 'unshare' command (util-linux)\n")
+
+
+AZURE_IDENTITY = """
+import sys
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+from azure.identity._credentials.imds import ImdsCredential
+
+probe = ImdsCredential(_enable_imds_probe=True)  # as in a credential chain, the SDK probes 169.254.169.254 without the Metadata header before its first token
+token = probe.get_token("https://management.azure.com/.default")
+assert probe._endpoint_available, "the probe did not find the endpoint"
+mi = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
+default = DefaultAzureCredential(exclude_environment_credential=True, exclude_workload_identity_credential=True,
+                                 exclude_shared_token_cache_credential=True, exclude_azure_cli_credential=True,
+                                 exclude_azure_powershell_credential=True, exclude_azure_developer_cli_credential=True,
+                                 exclude_visual_studio_code_credential=True, exclude_interactive_browser_credential=True)
+print(len(token.token.split(".")), len(mi.token.split(".")), len(default.get_token("https://management.azure.com/.default").token.split(".")))
+"""
+
+
+def test_azure_identity_with_no_configuration_at_all() -> None:
+    """No environment variable points the SDK anywhere: it finds IMDS at 169.254.169.254, probe included."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AZIMDS_", "MSI_", "IDENTITY_"))}
+    run = azimds_run("--", sys.executable, "-c", AZURE_IDENTITY, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["3", "3", "3"]  # three JWTs: header.payload.signature

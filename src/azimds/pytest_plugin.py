@@ -8,7 +8,9 @@ Registered through the ``pytest11`` entry point, so installing azimds is enough:
     @pytest.mark.imds(profile="tests/vm.yaml", clock="manual")
     def test_with_my_vm(imds): ...
 
-The marker's keyword arguments are ``azimds.Emulator``'s.
+The marker's keyword arguments are ``azimds.Emulator``'s. ``imds_fleet`` is the same with a fleet: unless
+its profile says otherwise, the default VM plus a scale set ``web`` of ten instances, ``web_0`` … ``web_9``,
+calling from 127.1.0.0 … 127.1.0.9 (bind a client there: ``source_address=("127.1.0.3", 0)``).
 """
 
 from __future__ import annotations
@@ -17,19 +19,32 @@ from typing import Any, Iterator
 
 import pytest
 
+DEFAULT_FLEET = {"fleet": {"scaleSets": [{"name": "web", "capacity": 10, "addresses": "127.1.0.0",
+                                          "subnet": "10.1.0.0/24"}]}}
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "imds(**options): options for the azimds emulator fixture (Emulator's arguments)")
+    config.addinivalue_line("markers", "imds(**options): options for the azimds emulator fixtures (Emulator's arguments)")
 
 
 @pytest.fixture
 def imds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A running emulator (the embedded default VM unless the ``imds`` marker says otherwise), with the
     environment variables azimds' client and Azure SDKs read pointing at it for the test."""
+    yield from _running(request, monkeypatch, {})
+
+
+@pytest.fixture
+def imds_fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Like ``imds``, with a fleet (the default: a scale set of ten VMs on 127.1.0.0-127.1.0.9)."""
+    yield from _running(request, monkeypatch, {"profile": DEFAULT_FLEET})
+
+
+def _running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, defaults: dict[str, Any]) -> Iterator[Any]:
     from .emulator import Emulator
 
     marker = request.node.get_closest_marker("imds")
-    options = dict(marker.kwargs) if marker else {}
+    options = {**defaults, **(marker.kwargs if marker else {})}
     with Emulator(**options) as emulator:
         monkeypatch.setenv("AZIMDS_ENDPOINT", emulator.url)
         monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", emulator.url)
