@@ -65,8 +65,7 @@ class MetadataService:
     def __init__(self, emulation: Emulation, options: ServiceOptions | None = None, fleet: Any = None):
         self.emulation = emulation
         self.fleet = fleet  # fleet.Fleet: answer each caller as the VM its address belongs to
-        self.vm: Vm = emulation.vm
-        self.faults: FaultSet = emulation.faults
+        self.vm: Vm = emulation.vm  # the profile's own VM (a fleet's first)
         self.options = options = options or ServiceOptions()
         self.limiter = RateLimiter(options.rate_limit)
         self.identity_limiter = RateLimiter(options.identity_rate_limit)

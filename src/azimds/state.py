@@ -74,7 +74,7 @@ class Emulation:
         self.store = store
         self.events = events or EventBook(self.clock.now, on_change=self._events_changed)
         self.base_faults = list(faults or [])
-        self.faults = FaultSet(list(self.base_faults), clock=self._real_seconds)
+        self.faults = FaultSet(list(self.base_faults))  # first-seconds count real time since start
         self.journal: deque[JournalEntry] = shared.journal if shared is not None else deque(maxlen=journal_size)
         self.metrics = shared.metrics if shared is not None else Metrics()
         saved = store.load() if store is not None else {}
@@ -84,12 +84,6 @@ class Emulation:
             self._save_clock()
         if scenarios and "events" not in saved:  # planned once; a restart finds them in the saved events
             self.plan_scenarios(scenarios)
-
-    @staticmethod
-    def _real_seconds() -> float:
-        import time
-
-        return time.monotonic()
 
     # -- metadata nodes ---------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
