@@ -208,3 +208,32 @@ def test_control_plane_stays_on_loopback_when_the_metadata_port_is_public(serve)
         socket.create_connection((address, port), timeout=2).close()
     before = fetch(proc.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text").body
     assert before == b"web-01"
+
+
+def test_control_as_python_calls():
+    from azimds.events import EventError
+
+    with Emulator(clock="manual") as imds:
+        control = imds.control
+        assert control.get("compute/name") == "web-01"
+        control.set_tags({"env": "test"})
+        assert fetch(imds.url, "/metadata/instance/compute/tags?api-version=2021-02-01&format=text").body == b"env:test"
+        event = control.schedule("Reboot", notice=60)
+        control.advance(60)
+        assert fetch(imds.url, SE).json()["Events"][0]["EventStatus"] == "Started"
+        with pytest.raises(EventError):
+            control.cancel(event.id)
+        control.add_fault("/metadata/instance*=status:500,first:1")
+        assert fetch(imds.url, "/metadata/instance?api-version=2021-02-01").status == 500
+        control.reset()
+        assert control.get("compute/tags") != "env:test"
+
+
+def test_structured_log_line_per_request(serve):
+    proc = serve("--log-format", "json")
+    assert "control plane" in proc.proc.stderr.readline()
+    fetch(proc.url, "/metadata/instance?api-version=2021-02-01")
+    fetch(proc.url, "/metadata/nothing")
+    first, second = (json.loads(proc.proc.stderr.readline()) for _ in range(2))
+    assert (first["method"], first["url"], first["status"]) == ("GET", "/metadata/instance?api-version=2021-02-01", 200)
+    assert second["status"] == 404 and first["peer"] == "127.0.0.1" and first["latency_ms"] >= 0

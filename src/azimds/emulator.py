@@ -271,6 +271,13 @@ class Emulator:
         """The root certificate that attested documents chain to, PEM (the intermediate after it, if asked)."""
         return self.parts.service.pki.export_pem(intermediate=intermediate)
 
+    @property
+    def control(self) -> "ControlCalls":
+        """The control plane as Python calls, run on the emulator's own thread: ``imds.control.advance(60)``."""
+        if self._loop is None:
+            raise RuntimeError("the emulator is not running")
+        return ControlCalls(self.parts.emulation, self._loop)
+
     def start(self) -> "Emulator":
         started = threading.Event()
         failure: list[BaseException] = []
@@ -310,3 +317,79 @@ class Emulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ControlCalls:
+    """What the control plane does, as method calls for a test suite, each run on the emulator's thread (so
+    nothing races the server) and returning its result or raising its error (ProfileError, EventError, …)."""
+
+    def __init__(self, emulation: Emulation, loop: asyncio.AbstractEventLoop):
+        self._emulation = emulation
+        self._loop = loop
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+                future.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return future.result(timeout=30)
+
+    def get(self, path: str = "") -> Any:
+        return self._call(self._emulation.read_node, _parts(path))
+
+    def set(self, path: str, value: Any) -> Any:
+        return self._call(self._emulation.set_node, _parts(path), value)
+
+    def patch(self, path: str, patch: Any) -> Any:
+        return self._call(self._emulation.patch_node, _parts(path), patch)
+
+    def delete(self, path: str) -> None:
+        self._call(self._emulation.delete_node, _parts(path))
+
+    def set_tags(self, tags: dict[str, Any]) -> str:
+        return self._call(self._emulation.set_tags, tags)
+
+    def schedule(self, type: str, resources: list[str] | None = None, **options: Any) -> Any:
+        """Schedule an event (``events.EventBook.schedule``'s options); resources default to this VM."""
+        names = resources or [self._emulation.vm.instance["compute"]["name"]]
+        return self._call(self._emulation.events.schedule, type, names, **options)
+
+    def approve(self, event_id: str, by: str | None = None) -> Any:
+        return self._call(self._emulation.events.approve, event_id, by)
+
+    def start(self, event_id: str) -> Any:
+        return self._call(self._emulation.events.start, event_id)
+
+    def complete(self, event_id: str) -> None:
+        self._call(self._emulation.events.complete, event_id)
+
+    def cancel(self, event_id: str) -> None:
+        self._call(self._emulation.events.cancel, event_id)
+
+    def advance(self, seconds: float) -> float:
+        return self._call(self._emulation.advance_clock, seconds)
+
+    def set_speed(self, speed: float) -> None:
+        self._call(self._emulation.set_clock_speed, speed)
+
+    def add_fault(self, spec: str | Any) -> None:
+        from .faults import parse_fault
+
+        self._call(self._emulation.add_fault, parse_fault(spec) if isinstance(spec, str) else spec)
+
+    def clear_faults(self) -> None:
+        self._call(self._emulation.clear_faults)
+
+    def reset(self) -> None:
+        self._call(self._emulation.reset)
+
+
+def _parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
