@@ -3,7 +3,9 @@
 Start-up time and resident memory of the emulator, and req/s with wrk's connections spread over 1,000
 source addresses (so 1,000 different VMs answer) as a ratio to the same load from one address to a
 single-VM emulator. wrk cannot choose source addresses, so bind_shim.c (LD_PRELOAD) binds each of its
-sockets to the next address. Targets: start <= 15 s, <= 2 GiB, ratio >= 0.7.
+sockets to the next address. Targets: start <= 15 s, <= 2 GiB, ratio >= 0.7. With 1,000 connections opened at
+once some first answers take over a second under uvloop (not under asyncio's own loop), so wrk's timeout is
+10 s here and p99 is reported, not judged.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def build_shim(workdir: Path) -> Path:
 
 def wrk(harness: Any, ctx: Any, url: str, seconds: int, env: dict[str, str] | None = None) -> Any:
     command = harness.pinned(ctx.tools, harness.CLIENT_CORE, [
-        ctx.tools["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-H", "Metadata: true", url])
+        ctx.tools["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+        "-H", "Metadata: true", url])
     run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
                          env={**os.environ, **(env or {})})
     if run.returncode != 0:
