@@ -1,11 +1,13 @@
 """The metadata service as one request handler: the real service's request rules, then the endpoints.
 
-Order of checks (a documented choice): rate limit, path, method, X-Forwarded-For, Metadata header,
-duplicate query parameters, api-version, then the endpoint. Everything decided by the URL alone is
-computed once per VM generation and cached, so a repeated request costs a dict lookup.
+Order of checks (a documented choice): who is asking (in a fleet, by source address), faults, path, rate
+limit, method, X-Forwarded-For, Metadata header, duplicate query parameters, api-version, then the endpoint.
+Everything decided by the URL alone is computed once per VM generation and cached, so a repeated request
+costs a dict lookup.
 
 Limits (spec §7.4): /metadata/identity/* has its own bucket (20 requests a second) and at most 5 requests
-in flight; every other /metadata path shares the other bucket (5 a second). Both are per source address.
+in flight; every other /metadata path shares the other bucket (5 a second). Both are per source address
+for one VM, and per VM in a fleet.
 The paths outside /metadata that the emulator publishes (token discovery and keys, CA certificates) need
 no Metadata header and are not limited.
 """
