@@ -140,7 +140,7 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Other methods", "405 `{ \"error\": \"Method not allowed\" }` with `Allow: GET` (`GET, POST` for scheduled events)"),
     Choice("Rate limit answer", "429 `{ \"error\": \"Too many requests\" }` with `Retry-After` in whole seconds"),
     Choice("Bad `format` or `extended` value", "400 `{ \"error\": \"Bad request\" }`"),
-    Choice("Check order", "faults, then path (404), then rate limit, then method, then X-Forwarded-For, then the Metadata header, then duplicate parameters, then api-version"),
+    Choice("Check order", "faults, then rate limit, then path (404), then method, then X-Forwarded-For, then the Metadata header, then duplicate parameters, then api-version"),
     Choice("Version older than the endpoint", "the same 400 as an unknown version, with that endpoint's three newest"),
     Choice("/metadata/versions", "needs the Metadata header; lists every instance version the emulator accepts, oldest first"),
     Choice("Load balancer document", "keys sorted; ports as JSON numbers, as in the docs sample"),

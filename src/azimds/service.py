@@ -1,7 +1,7 @@
 """The metadata service as one request handler: the real service's request rules, then the endpoints.
 
-Order of checks (a documented choice): who is asking (in a fleet, by source address), faults, path, rate
-limit, method, X-Forwarded-For, Metadata header, duplicate query parameters, api-version, then the endpoint.
+Order of checks (a documented choice): who is asking (in a fleet, by source address), faults, rate limit,
+path, method, X-Forwarded-For, Metadata header, duplicate query parameters, api-version, then the endpoint.
 Everything decided by the URL alone is computed once per VM generation and cached, so a repeated request
 costs a dict lookup.
 
