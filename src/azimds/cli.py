@@ -298,7 +298,7 @@ def _attested(client: Client, args: argparse.Namespace) -> int:
     try:
         verified = verify_attested(document, args.trust_root, nonce=args.nonce, cloud=args.cloud)
     except AttestationError as exc:
-        _error(f"attestation failed ({exc.reason}): {exc}")
+        _error(f"attestation failed ({exc.reason}): {exc.message}")
         return EXIT_UNVERIFIED
     _write(verified.signed_bytes.decode("utf-8"))
     return EXIT_OK
