@@ -16,7 +16,7 @@ from azimds import Emulator, profile
 from azimds.faults import Fault
 from azimds.profile import ProfileError
 
-from .conftest import fetch
+from .conftest import Reply, fetch
 
 RESOURCE = "https://management.azure.com"
 TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01"
@@ -43,7 +43,7 @@ def ids(imds: Emulator) -> profile.Identities:
     return imds.emulation.profile.identity
 
 
-def token(imds: Emulator, query: str = "", **kw) -> "Reply":  # noqa: F821
+def token(imds: Emulator, query: str = "", **kw) -> Reply:
     return fetch(imds.url, f"{TOKEN}&resource={RESOURCE}{query}", **kw)
 
 

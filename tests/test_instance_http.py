@@ -121,7 +121,7 @@ def test_text_listings(imds):
     assert net.body == b"0/"
     ip = fetch(imds.url, f"/metadata/instance/network/interface/0/ipv4/ipAddress/0?api-version={NEWEST}&format=text")
     assert ip.body == b"privateIpAddress\npublicIpAddress"
-    compute = fetch(imds.url, f"/metadata/instance/compute?api-version=2017-08-01&format=text").body.decode()
+    compute = fetch(imds.url, "/metadata/instance/compute?api-version=2017-08-01&format=text").body.decode()
     assert compute.split("\n") == sorted(compute.split("\n")) and "tags" in compute.split("\n")
 
 
@@ -146,7 +146,7 @@ def test_percent_encoded_query(imds):
 
 
 def test_extended_adds_pps_type(imds):
-    doc = fetch(imds.url, f"/metadata/instance?api-version=2021-08-01&extended=true").json()
+    doc = fetch(imds.url, "/metadata/instance?api-version=2021-08-01&extended=true").json()
     assert doc["extended"] == {"compute": {"ppsType": "None"}}
     leaf = fetch(imds.url, "/metadata/instance/extended/compute/ppsType?api-version=2021-08-01&extended=true&format=text")
     assert leaf.body == b"None"

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .test_http_core import closed_by_peer, connect, read_responses
+from .test_http_core import connect, read_responses
 
 SEGMENTS = ["metadata", "instance", "compute", "network", "interface", "ipv4", "ipAddress", "subnet", "0", "1",
             "00", "-1", "vmId", "tags", "tagsList", "name", "storageProfile", "dataDisks", "osDisk", "userData",

@@ -1,7 +1,8 @@
 """Where the public record of the real service is silent, what azimds does: every such decision, once.
 
-Each constant below is used by the code that needs it; ``CHOICES`` is the same list in words, reproduced
-in the README ("Behaviour where the real service is undocumented"), and a test keeps the two in step.
+Each constant below is used by the code that needs it; ``CHOICES`` is every decision in words (those that
+need no constant, such as the order of checks, only there), reproduced in the README ("Behaviour where the
+real service is undocumented"), and a test keeps the two in step.
 Bodies written ``{ "error": "…" }`` (spaces inside the braces) copy the serializer real IMDS uses for its
 instance-path errors; compact ones copy its api-version and identity errors (spec §10).
 """
@@ -41,24 +42,8 @@ LEAF_NEEDS_TEXT_BODY = b'{ "error": "Bad request" }'
 #: A path under /metadata/ that names no endpoint (the real body for /metadata/identity).
 UNKNOWN_PATH_BODY = b'{"error":"Not Found"}'
 
-#: The Metadata header is checked before the api-version (both are 400s).
-HEADER_BEFORE_VERSION = True
-
-#: A known version older than the endpoint (attested before 2018-10-01, loadbalancer before 2020-10-01,
-#: identity before 2018-02-01) gets the same 400 as an unknown version, listing that endpoint's newest.
-TOO_OLD_FOR_ENDPOINT_IS_INVALID = True
-
-#: /metadata/versions needs the Metadata header like every other path, and takes no api-version.
-VERSIONS_NEEDS_HEADER = True
-
-#: Load balancer document: keys sorted like every other IMDS document; ports as JSON numbers (docs sample).
-LOADBALANCER_PORTS_AS_NUMBERS = True
-
 #: Non-ASCII characters (in tags, say) are written as UTF-8, not as \\u escapes.
 JSON_ENSURE_ASCII = False
-
-#: Path keys and query parameter names are case-sensitive; Metadata header value is not.
-CASE_SENSITIVE_PATHS = True
 
 #: Scheduled events: a POST whose body is not ``{"StartRequests":[{"EventId":"…"}, …]}``.
 EVENTS_MALFORMED_BODY = b'{"error":"Bad request. The request body is malformed."}'
@@ -68,10 +53,6 @@ EVENTS_UNKNOWN_ID_BODY = b'{"error":"Bad request. EventId {id} is not a current 
 
 
 # -- managed identity ---------------------------------------------------------------------------------------
-
-#: A profile without an ``identity`` section describes a VM with no managed identity (as a new Azure VM);
-#: its tenant is derived from the subscription.
-IDENTITY_NONE_BY_DEFAULT = True
 
 #: Token request without ``resource`` (or with it empty): the identity family's error form; the text is the
 #: one Azure's App Service-style endpoints use (spec §7.3: not captured from IMDS).
@@ -113,10 +94,6 @@ JWKS_PATHS = ("/common/discovery/keys", "/discovery/keys", "/{tenant}/discovery/
 #: empty is the same as no nonce; anything else is refused with this 400.
 ATTESTED_NONCE_PATTERN = r"[A-Za-z0-9]{1,32}"
 ATTESTED_BAD_NONCE_BODY = b'{ "error": "Bad request: . nonce must be 1 to 32 letters or digits" }'
-
-#: Every request is signed afresh (createdOn = now), whatever the nonce: 2019 reports of a cached document
-#: are not reproduced.
-ATTESTED_FRESH_EACH_REQUEST = True
 
 #: An azEnvironment outside the four known clouds signs as the public cloud (metadata.azure.com).
 ATTESTED_UNKNOWN_CLOUD = "AzurePublicCloud"

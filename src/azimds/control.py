@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote
 
 from .clock import check_speed
 from .events import EventError
-from .faults import Fault, parse_fault
+from .faults import parse_fault
 from .http import Request, Response
 from .profile import ProfileError
 from .state import Emulation, NodeError

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Awaitable, Callable, Union
 
 JSON = "application/json; charset=utf-8"
-TEXT = "text/plain; charset=utf-8"
 
 REASONS: dict[int, str] = {
     200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",

@@ -98,15 +98,14 @@ class Profile:
 class Vm:
     """One VM's live metadata, and the cache of what was rendered from it."""
 
-    __slots__ = ("profile", "instance", "loadbalancer", "generation", "cache", "owner", "_lock")
+    __slots__ = ("profile", "instance", "loadbalancer", "cache", "owner", "_lock")
 
     def __init__(self, profile: Profile):
         self.profile = profile
         self.owner: Any = None  # the state.Emulation this VM belongs to
         self.instance = profile.instance
         self.loadbalancer = profile.loadbalancer
-        self.generation = 0
-        self.cache: dict[Any, Any] = {}  # what endpoints derived from this generation of the VM
+        self.cache: dict[Any, Any] = {}  # what endpoints derived from this VM as it is now
         self._lock = threading.Lock()
 
     def replace(self, instance: dict[str, Any], loadbalancer: dict[str, Any] | None = None) -> None:
@@ -114,7 +113,6 @@ class Vm:
         with self._lock:
             self.instance = instance
             self.loadbalancer = loadbalancer
-            self.generation += 1
             self.cache = {}
 
 

@@ -71,14 +71,12 @@ class _Connection(asyncio.Protocol):
         self.request_started = 0.0  # 0 while between requests
         self.pending: deque[Any] = deque()  # responses (or futures of them) not yet written, in order
         self.closing = False
-        self.paused = False
         self._reset()
 
     def _reset(self) -> None:
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
         self.header_bytes = 0
-        self.header_name = b""
         self.body = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
@@ -123,12 +121,10 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client is not reading: stop reading its requests until it catches up.
-        self.paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.paused = False
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 

@@ -2,7 +2,7 @@
 
 Order of checks (a documented choice): who is asking (in a fleet, by source address), faults, rate limit,
 path, method, X-Forwarded-For, Metadata header, duplicate query parameters, api-version, then the endpoint.
-Everything decided by the URL alone is computed once per VM generation and cached, so a repeated request
+Everything decided by the URL alone is computed once and cached on the VM until it changes, so a repeated request
 costs a dict lookup.
 
 Limits (spec §7.4): /metadata/identity/* has its own bucket (20 requests a second) and at most 5 requests

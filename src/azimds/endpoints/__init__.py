@@ -11,7 +11,7 @@ from typing import Any, Callable, Union
 
 from .. import catalog
 from ..choices import METHOD_NOT_ALLOWED_BODY
-from ..http import JSON, Request, Response
+from ..http import Request, Response
 from ..profile import Vm
 
 Outcome = Union[Response, Callable[[Request], Any]]
@@ -26,10 +26,6 @@ def api_version_error(versions: catalog.Versions) -> Response:
     return Response(400, (
         '{"error":"Bad request. api-version is invalid or was not specified in the request. '
         'For more information refer to aka.ms/azureimds","newest-versions":[' + newest + "]}").encode())
-
-
-def json_error(status: int, body: bytes) -> Response:
-    return Response(status, body, JSON)
 
 
 class Endpoint:
