@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from azimds import ctl as ctl_module
-from azimds.emulator import default_state_dir
+from azimds.store import default_state_dir
 
 from .conftest import ServeProcess, fetch
 

@@ -305,8 +305,8 @@ def _attested(client: Client, args: argparse.Namespace) -> int:
 
 
 def _ca_export(args: argparse.Namespace) -> int:
-    from .emulator import default_state_dir
     from .pki import export_ca
+    from .store import default_state_dir
 
     try:
         text = export_ca(args.state_dir or default_state_dir(), intermediate=args.intermediate)
@@ -324,7 +324,8 @@ def _ca_export(args: argparse.Namespace) -> int:
 # -- serve -------------------------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
-    from .emulator import DEFAULT_PORT, EmulatorConfig, default_state_dir, serve
+    from .emulator import DEFAULT_PORT, EmulatorConfig, serve
+    from .store import default_state_dir
     from .faults import parse_fault
     from .profile import ProfileError
 

@@ -20,6 +20,7 @@ import sys
 from urllib.parse import quote, urlencode, urlsplit
 
 from .cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, _error, _json, _Parser, _rate, _write
+from .store import default_state_dir
 
 TYPE_CHECKING = False  # typing costs 5 ms at import
 if TYPE_CHECKING:
@@ -115,16 +116,6 @@ class Control:
 
 
 # -- connection settings -----------------------------------------------------------------------------------
-
-def default_state_dir() -> str:
-    """Where ``azimds serve`` keeps its state and token unless told otherwise.
-
-    The same rule as ``emulator.default_state_dir``, which this module cannot import: that loads the whole
-    emulator (a test keeps the two in step).
-    """
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "azimds")
-
 
 def token_of(args: argparse.Namespace) -> tuple[str, str]:
     """The token and where it came from: --token, --state-dir's file, $AZIMDS_CONTROL_TOKEN, the default file."""

@@ -34,11 +34,6 @@ DEFAULT_PORT = 8169  # the real service listens on 169.254.169.254:80; this is o
 DEFAULT_CONTROL_PORT = 8170
 
 
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "azimds"
-
-
 @dataclass(frozen=True)
 class EmulatorConfig:
     """What ``serve`` and ``Emulator`` take; ``None`` means "the profile's setting, else the default"."""

@@ -182,7 +182,7 @@ def export_ca(state_dir: str | Path | None = None, *, intermediate: bool = False
     does not exist yet (so ``azimds ca export`` before the first ``serve`` gives the root serve will use).
     ``state_dir`` None: the default state directory."""
     if state_dir is None:
-        from .emulator import default_state_dir
+        from .store import default_state_dir
 
         state_dir = default_state_dir()
     return Pki(state_dir).export_pem(intermediate=intermediate)

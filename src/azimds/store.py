@@ -1,22 +1,31 @@
-"""Durable state: what the control plane changed, the events and the clock, in SQLite (WAL) on disk.
+"""Durable state: where it lives, and what the control plane changed, the events and the clock, in SQLite.
 
-Each ``save`` is one transaction committed with ``synchronous=FULL`` before it returns, so a change the
-control plane acknowledged survives ``kill -9``.
+Each ``save`` is one transaction committed with ``synchronous=FULL`` (WAL) before it returns, so a change
+the control plane acknowledged survives ``kill -9``. ``default_state_dir`` is the one rule for where
+``serve`` keeps state, keys and its control token, and is cheap to import (``azimds ctl`` reads it).
 """
 
 from __future__ import annotations
 
-import sqlite3
+import os
 import threading
 from pathlib import Path
 
-__all__ = ["Store"]
+__all__ = ["Store", "default_state_dir"]
+
+
+def default_state_dir() -> str:
+    """``$XDG_STATE_HOME/azimds``, else ``~/.local/state/azimds``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "azimds")
 
 
 class Store:
     """A small key/value table of JSON documents; keys name the parts of the emulated state."""
 
     def __init__(self, path: str | Path):
+        import sqlite3
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
