@@ -160,15 +160,10 @@ class EventBook:
     def _publish(self, item: dict[str, Any]) -> None:
         kwargs = {k: v for k, v in item.items() if k != "publish"}
         kwargs.setdefault("not_before", None)
-        now_clock = self.clock
-        when = item["publish"]
-        self.clock = lambda: when  # publish as of its own time, even when caught up later
-        try:
-            self._schedule(**kwargs)
+        try:  # as of its own time, even when the book catches up later
+            self._schedule(**kwargs, now=item["publish"])
         except EventError:
             pass  # a planned event that can no longer be valid (its id taken) is dropped
-        finally:
-            self.clock = now_clock
 
     @_locked
     def schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
@@ -184,7 +179,7 @@ class EventBook:
     def _schedule(self, type: str, resources: list[str], *, source: str = "Platform", not_before: float | None = None,
                   notice: float | None = None, duration: int | None = None, active: float | None = None,
                   description: str | None = None, event_id: str | None = None, started: bool = False,
-                  approval: str = "any") -> Event:
+                  approval: str = "any", now: float | None = None) -> Event:
         if type not in TYPES:
             raise EventError(f"event type must be one of {', '.join(TYPES)}, not {type!r}")
         if source not in SOURCES:
@@ -193,7 +188,7 @@ class EventBook:
             raise EventError("an event needs at least one resource (VM name)")
         if approval not in ("any", "all"):
             raise EventError(f"approval must be 'any' or 'all', not {approval!r}")
-        now = self.clock()
+        now = self.clock() if now is None else now
         if not_before is not None and notice is not None:
             raise EventError("give notBefore or notice, not both")
         if notice is not None and notice < 0:
@@ -237,6 +232,12 @@ class EventBook:
             else:
                 self._changed()
         return event
+
+    @_locked
+    def clear(self) -> None:
+        """Remove every event; each removal is a change, so DocumentIncarnation still only grows."""
+        for event in list(self.events.values()):
+            self._remove(event)
 
     @_locked
     def start(self, event_id: str) -> Event:

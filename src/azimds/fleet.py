@@ -104,7 +104,7 @@ def parse_spec(section: dict[str, Any]) -> FleetSpec:
         if not isinstance(settings, dict) or set(settings) - {"tags"}:
             raise ValueError(f"fleet.resourceGroups.{group}: only 'tags' may be set here")
         spec.group_tags[str(group)] = _tags(settings.get("tags"), f"fleet.resourceGroups.{group}.tags")
-    taken: dict[int, str] = {}
+    taken: list[tuple[int, int, str]] = []  # (first address, how many, whose)
     for i, item in enumerate(section.get("vms") or []):
         where = f"fleet.vms[{i}]"
         if not isinstance(item, dict) or set(item) - _VM_KEYS:
@@ -153,13 +153,12 @@ def _address(value: Any, where: str) -> int:
         raise ValueError(f"{where}: not an IPv4 address: {value!r}") from None
 
 
-def _claim(taken: dict[int, str], first: int, count: int, where: str) -> None:
-    """Addresses belong to one VM each; ranges are checked by their ends against explicit ones."""
-    for start, owner in taken.items():
-        length = int(owner.partition("#")[2] or 1)
+def _claim(taken: list[tuple[int, int, str]], first: int, count: int, where: str) -> None:
+    """Addresses belong to one VM each: a new range must not overlap one claimed before."""
+    for start, length, owner in taken:
         if first < start + length and start < first + count:
-            raise ValueError(f"{where}: its addresses overlap {owner.partition('#')[0]}'s")
-    taken[first] = f"{where}#{count}"
+            raise ValueError(f"{where}: its addresses overlap {owner}'s")
+    taken.append((first, count, where))
 
 
 def _merge(base: Any, overlay: Any) -> Any:

@@ -194,8 +194,7 @@ class Emulation:
     def reset(self, profile: Profile | None = None) -> None:
         """Back to the profile (or a newly loaded one): metadata, faults; events are cancelled."""
         self.profile = profile or self.profile
-        for event in list(self.events.events.values()):
-            self.events._remove(event)  # incarnation still grows: it never falls
+        self.events.clear()
         self.faults.faults[:] = list(self.base_faults)
         if self.store is not None:
             self.store.clear(["vm", "faults"])
