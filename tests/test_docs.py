@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from azimds.choices import markdown_table
+from azimds.emulator.service.choices import markdown_table
 
-from .conftest import ROOT
+from tests.support import ROOT
 
 
 def test_readme_choices_table_matches_the_code():

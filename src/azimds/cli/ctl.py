@@ -6,35 +6,37 @@ unless ``--pretty``; metrics as Prometheus text; nothing for 204) and turns a re
 stderr, the control plane's ``error`` and ``problems``. Exit codes are the client commands': 1 for 404 (no
 such node or event), 2 for any other refusal, a usage error or no answer.
 
-It uses ``http.client`` only, and its parser is built only when ``azimds ctl`` runs (``cli.main`` hands it
-the arguments): its twenty subcommands would otherwise cost every other command 10 ms at start.
+It speaks HTTP through the client's transport (standard library only), and its parser is built only when
+``azimds ctl`` runs (``cli.main`` hands it the arguments): its twenty subcommands would otherwise cost every
+other command 10 ms at start.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import sys
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
-from .cli import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, _error, _json, _Parser, _rate, _write
-from .store import default_state_dir
+from ..azure import EVENT_TYPES
+from ..client.transport import Endpoint
+from ..emulator.config import default_state_dir
+from ..errors import UsageError
+from ._common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Parser, error, json_text, rate, run, write
 
 TYPE_CHECKING = False  # typing costs 5 ms at import
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-__all__ = ["Call", "Control", "CtlError", "default_state_dir", "main"]
+__all__ = ["Call", "Control", "CtlError", "main"]
 
 DEFAULT_CONTROL = "http://127.0.0.1:8170"
 CONTROL_ENV = "AZIMDS_CONTROL"
 TOKEN_ENV = "AZIMDS_CONTROL_TOKEN"
 TOKEN_FILE = "control-token"
 TIMEOUT = 30.0  # seconds; the control plane answers at once, this only bounds a hung one
-EVENT_TYPES = ("Freeze", "Reboot", "Redeploy", "Preempt", "Terminate")  # the OpenAPI document's enum
 EXIT_CODES = ("exit codes: 0 success, 1 not found (no such node or event), 2 usage error, refusal (the "
               "control plane's reason on stderr) or no answer")
 TOKEN_HELP = (f"bearer token (default: ${TOKEN_ENV}, else the '{TOKEN_FILE}' file that azimds serve writes "
@@ -71,37 +73,28 @@ class Control:
     """The control plane at ``url``, reached with ``token`` (``source`` says where the token came from)."""
 
     def __init__(self, url: str, token: str, source: str) -> None:
-        parts = urlsplit(url.strip())
         try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
-                or parts.path.strip("/") or parts.query or parts.fragment:
-            raise CtlError(f"a control plane URL is http://HOST:PORT, not {url!r}")
-        self.url = f"{parts.scheme}://{parts.netloc}"
-        self._kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self._host, self._port = parts.hostname, port
+            self._endpoint = Endpoint(url, what="a control plane URL")
+        except UsageError as exc:
+            raise CtlError(str(exc)) from None
+        self.url = self._endpoint.url
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
                          "User-Agent": "azimds-ctl"}
         self._source = source
 
     def send(self, call: Call) -> tuple[str, bytes]:
         """The answer's content type and body; CtlError for no answer or a refusal (status 400 and up)."""
-        connection = self._kind(self._host, self._port, timeout=TIMEOUT)
         try:
-            connection.request(call.method, call.target(), body=call.body, headers=self._headers)
-            response = connection.getresponse()
-            status, kind, body = response.status, response.getheader("Content-Type", ""), response.read()
-        except (OSError, http.client.HTTPException) as exc:
+            reply = self._endpoint.exchange(call.method, call.target(), headers=self._headers, body=call.body,
+                                            timeout=TIMEOUT)
+        except OSError as exc:
             reason = "timed out" if isinstance(exc, TimeoutError) else \
                 getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise CtlError(f"no answer from the control plane at {self.url}: {reason}") from None
-        finally:
-            connection.close()
-        if status >= 400:
-            raise CtlError(self._refusal(status, body), EXIT_NOT_FOUND if status == 404 else EXIT_USAGE)
-        return kind, body
+        if reply.status >= 400:
+            raise CtlError(self._refusal(reply.status, reply.body),
+                           EXIT_NOT_FOUND if reply.status == 404 else EXIT_USAGE)
+        return reply.header("content-type") or "", reply.body
 
     def _refusal(self, status: int, body: bytes) -> str:
         """The control plane's reason: its ``error``, then its ``problems``."""
@@ -248,7 +241,7 @@ def _journal(args: argparse.Namespace) -> Call:
 def _common(defaults: bool) -> argparse.ArgumentParser:
     """Connection and output options: given to ``ctl`` itself and to every subcommand, so they may come
     before or after it; the subcommands' copies default to nothing, which keeps a value given earlier."""
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     unset: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     common.add_argument("--control", metavar="URL", **unset,
                         help=f"the control plane (default: ${CONTROL_ENV}, else {DEFAULT_CONTROL})")
@@ -287,7 +280,7 @@ class _Builder:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="azimds ctl", parents=[_common(True)], epilog=EXIT_CODES, description=(
+    parser = Parser(prog="azimds ctl", parents=[_common(True)], epilog=EXIT_CODES, description=(
         "Steer a running emulator through its control plane: each operation is one request, its answer "
         "printed as JSON (metrics as text). Connection options may come before or after the operation."))
     group = parser.add_subparsers(dest="operation", metavar="OPERATION")
@@ -372,7 +365,7 @@ def _add_clock(top: _Builder) -> None:
                     "Without options, print the clock. Otherwise jump to --time, then --advance, then set "
                     "--speed; events due meanwhile make their transitions in order.")
     clock.add_argument("--advance", type=_span, metavar="SECONDS", help="move forward this many seconds")
-    clock.add_argument("--speed", type=_rate, metavar="X", help="run X times as fast; 0 stops it (manual)")
+    clock.add_argument("--speed", type=rate, metavar="X", help="run X times as fast; 0 stops it (manual)")
     clock.add_argument("--time", type=_moment, metavar="TIME", help="jump forward to ISO 8601 or epoch seconds")
 
 
@@ -413,7 +406,7 @@ def _show(kind: str, body: bytes, pretty: bool) -> None:
     if not body:
         return
     if kind.startswith("application/json"):
-        _write(_json(json.loads(body), pretty=pretty))
+        write(json_text(json.loads(body), pretty=pretty))
     else:
         text = body.decode("utf-8", "replace")
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -422,17 +415,16 @@ def _show(kind: str, body: bytes, pretty: bool) -> None:
 def main(argv: Sequence[str]) -> int:
     """``azimds ctl ARGS``: parse, send one request, print; one line on stderr for any failure."""
     args = build_parser().parse_args(argv)
-    try:
-        call = args.call(args)
-        call.query.setdefault("vm", args.vm)
-        control = Control(args.control or os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL, *token_of(args))
-        _show(*control.send(call), pretty=args.pretty)
+
+    def act() -> int:
+        try:
+            call = args.call(args)
+            call.query.setdefault("vm", args.vm)
+            control = Control(args.control or os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL, *token_of(args))
+            _show(*control.send(call), pretty=args.pretty)
+        except CtlError as exc:
+            error(str(exc))
+            return exc.code
         return EXIT_OK
-    except CtlError as exc:
-        _error(str(exc))
-        return exc.code
-    except OSError as exc:
-        _error(f"output: {exc.strerror or exc}")
-    except Exception as exc:  # noqa: BLE001 - a user gets one line, never a traceback
-        _error(f"unexpected failure: {type(exc).__name__}: {exc}")
-    return EXIT_USAGE
+
+    return run(act)

@@ -14,7 +14,7 @@
 ``nonce``      the document carries the expected nonce (when one is given)
 
 It works on the emulator's documents (trust the root ``azimds ca export`` gives) and on real ones (trust
-the public root Microsoft's intermediate chains to). asn1crypto, cryptography and urllib3 are imported
+the public root Microsoft's intermediate chains to). asn1crypto and cryptography are imported
 when a document is verified, not when this module is.
 """
 
@@ -29,47 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = [
-    "AttestationError", "AttestedDocument", "ChainError", "ExpiredError", "FormatError", "NameMismatchError",
-    "NonceError", "SignatureError", "TIMESTAMP_FORMAT", "verify_attested",
-]
+from ..azure import TIMESTAMP_FORMAT, cloud_domain
+from ..errors import (
+    ChainError,
+    ExpiredError,
+    FormatError,
+    NameMismatchError,
+    NonceError,
+    SignatureError,
+    UsageError,
+)
 
-#: The format of ``timeStamp.createdOn``/``expiresOn`` (UTC), e.g. ``11/19/25 12:53:30 -0000``.
-TIMESTAMP_FORMAT = "%m/%d/%y %H:%M:%S -0000"
-
-
-class AttestationError(Exception):
-    """An attested document that must not be trusted; ``reason`` says which check failed."""
-
-    reason = "attestation"
-
-    def __init__(self, message: str):
-        super().__init__(f"{self.reason}: {message}")
-        self.message = message
-
-
-class FormatError(AttestationError):
-    reason = "format"
-
-
-class SignatureError(AttestationError):
-    reason = "signature"
-
-
-class ChainError(AttestationError):
-    reason = "chain"
-
-
-class NameMismatchError(AttestationError):
-    reason = "name"
-
-
-class ExpiredError(AttestationError):
-    reason = "expired"
-
-
-class NonceError(AttestationError):
-    reason = "nonce"
+__all__ = ["AttestedDocument", "verify_attested"]
 
 
 @dataclass(frozen=True)
@@ -109,16 +80,14 @@ def verify_attested(document: Any, trust_roots: Any, nonce: str | None = None,
     issuing CA certificates to use (pinned) besides those in the document; with ``fetch`` (default) the
     one at the signer's AIA URL is downloaded when no given certificate issued the signer.
     """
-    from . import catalog
-
     when = _instant(now)
     der = _der(document)
     signed, signer, embedded = _parse_and_check_signature(der)
     roots = _certificates(trust_roots, "trust_roots")
     if not roots:
-        raise ValueError("trust_roots: give at least one root certificate")
+        raise UsageError("trust_roots: give at least one root certificate")
     candidates = [c for c in embedded if c != signer] + _certificates(list(intermediates), "intermediates")
-    domain = catalog.cloud_domain(cloud)
+    domain = cloud_domain(cloud)
     name = _check_name(signer, domain)
     chain = _check_chain(signer, candidates, roots, name, when, fetch, timeout)
     content = _content(signed)
@@ -277,7 +246,7 @@ def _certificates(source: Any, what: str) -> list[Any]:
             out.extend(x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
                        else [x509.load_der_x509_certificate(data)])
         except ValueError as exc:
-            raise ValueError(f"{what}: not a certificate: {exc}") from None
+            raise UsageError(f"{what}: not a certificate: {exc}") from None
     return out
 
 
@@ -315,7 +284,7 @@ def _check_chain(signer: Any, candidates: list[Any], roots: list[Any], name: str
 
 
 def _fetch_issuers(cert: Any, timeout: float) -> list[Any]:
-    """The certificates at ``cert``'s AIA "CA Issuers" URLs (DER or PEM), fetched with urllib3."""
+    """The certificates at ``cert``'s AIA "CA Issuers" URLs (DER or PEM)."""
     from cryptography import x509
     from cryptography.x509.oid import AuthorityInformationAccessOID
 
@@ -327,7 +296,7 @@ def _fetch_issuers(cert: Any, timeout: float) -> list[Any]:
             and isinstance(d.access_location, x509.UniformResourceIdentifier)]
     if not urls:
         raise ChainError("no intermediate in the document or given, and the signer has no CA Issuers URL")
-    import urllib3
+    from .transport import fetch
 
     found: list[Any] = []
     problems = []
@@ -336,16 +305,16 @@ def _fetch_issuers(cert: Any, timeout: float) -> list[Any]:
             problems.append(f"{url}: not an http(s) URL")
             continue
         try:
-            reply = urllib3.request("GET", url, timeout=timeout, retries=urllib3.Retry(2, redirect=3))
-        except urllib3.exceptions.HTTPError as exc:
+            reply = fetch(url, timeout=timeout)
+        except (OSError, UsageError) as exc:
             problems.append(f"{url}: {exc}")
             continue
         if reply.status != 200:
             problems.append(f"{url}: HTTP {reply.status}")
             continue
         try:
-            found.extend(_certificates(reply.data, url))
-        except ValueError as exc:
+            found.extend(_certificates(reply.body, url))
+        except UsageError as exc:
             problems.append(str(exc))
     if not found:
         raise ChainError("cannot fetch the intermediate: " + "; ".join(problems))

@@ -1,34 +1,27 @@
-"""A client for the Azure Instance Metadata Service that behaves the way Microsoft asks clients to.
+"""``Client``: reads IMDS the way Microsoft asks clients to, so reading a tag is one call.
 
 Reading IMDS looks like one curl line, but a script that must work on every fresh VM has to do more: go
 around any proxy, pin an api-version and fall back when the host is older, retry 404, 410, 429 and 5xx with
 exponential backoff (410 for up to 70 s), honour Retry-After, stay under the 5 requests/second limit and
-still give up at a deadline. ``Client`` does all of that, so reading a tag is one call::
-
-    from azimds.client import Client
-    Client().tags()["tag_key"]
-
-It speaks HTTP/1.1 itself, over a plain socket (one request per connection, as IMDS needs nothing more):
-like urllib3 it never reads ``HTTP_PROXY`` and friends, and it imports in a fraction of the time of
-``http.client`` (whose e-mail parser alone costs ~25 ms), which keeps ``azimds tags KEY`` fast enough to call
-from shell scripts. An ``https://`` endpoint goes through ``http.client``.
-``capture`` and ``redact`` turn what a client reads into an emulator profile (``azimds dump``).
-``events``, ``watch_events``, ``approve`` and ``touches`` are what a maintenance handler needs.
+still give up at a deadline. ``events``, ``watch_events``, ``approve`` and ``touches`` are what a
+maintenance handler needs.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
-import ipaddress
 import json
 import os
 import random
 import re
-import socket
 import threading
 import time
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
+
+from ..azure import NO_LOADBALANCER, parse_tags
+from ..errors import ImdsError, ImdsUnavailable, NotFound, UsageError
+from ._retry import PROCESS_LIMITER, Backoff, TokenBucket
+from .transport import Endpoint, ProtocolError, Reply
 
 TYPE_CHECKING = False  # typing costs 5 ms at import; the CLI imports this module on every call
 if TYPE_CHECKING:
@@ -36,8 +29,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = [
-    "Backoff", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket",
-    "capture", "parse_tags", "redact", "tags_of", "touches",
+    "ATTESTED_API_VERSION", "DEFAULT_API_VERSION", "DEFAULT_DEADLINE", "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT",
+    "ENDPOINT_ENV", "FIRST_EVENTS_TIMEOUT", "IDENTITY_API_VERSION", "Client", "addresses", "tags_of", "touches",
 ]
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
@@ -55,136 +48,24 @@ PROBE_TIMEOUT = 1.0  # is_azure()
 #: day without one switches the service on, and Microsoft warns that its answer may take up to two minutes.
 FIRST_EVENTS_TIMEOUT = 120.0
 WATCH_INTERVAL = 1.0  # seconds between scheduled-events polls: Microsoft recommends once a second
+IDENTITY_API_VERSION = "2018-02-01"  # what Microsoft's SDKs send for tokens
+ATTESTED_API_VERSION = "2020-09-01"  # the newest attested shape (licenseType)
+TOKEN_EARLY = 300.0  # seconds before expiry a kept token is replaced
 
 _FALLBACK_FAMILY = frozenset({"instance", "attested", "identity", "loadbalancer"})  # share one version list
 _FAMILY_VERSIONS = {"scheduledevents": "2020-07-01"}  # a version list of its own; this is its newest
 _FACTS = ("vmId", "name", "location", "subscriptionId", "resourceId")  # never change for a VM: cached
-_NO_LOAD_BALANCER = b"No load balancer metadata"  # the real 404 body when the VM has no Standard LB
-_LOADBALANCER_SINCE = "2020-10-01"
+_NO_LOAD_BALANCER = NO_LOADBALANCER.encode()[:25]  # how the real 404 of a VM without a Standard LB begins
 _HEADERS = {"Metadata": "true", "User-Agent": "azimds-client"}
 _POST_HEADERS = {**_HEADERS, "Content-Type": "application/json"}
 _EVENTS = "scheduledevents"
 _TOKEN = "identity/oauth2/token"
 _ATTESTED = "attested/document"
-IDENTITY_API_VERSION = "2018-02-01"  # what Microsoft's SDKs send for tokens
-ATTESTED_API_VERSION = "2020-09-01"  # the newest attested shape (licenseType)
-TOKEN_EARLY = 300.0  # seconds before expiry a kept token is replaced
 #: The resource ID of a uniform scale set instance, whose events name it ``{scaleSet}_{instanceId}``.
 _SCALE_SET_INSTANCE = re.compile(r"/virtualMachineScaleSets/([^/]+)/virtualMachines/([^/]+)/?$", re.IGNORECASE)
 
 
-# -- errors ------------------------------------------------------------------------------------------------
-
-class ImdsError(Exception):
-    """IMDS refused or failed a request. ``status`` is the HTTP status, None when nothing answered."""
-
-    def __init__(self, message: str, *, status: int | None = None, body: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
-class NotFound(ImdsError):
-    """The path does not exist (404 after the 404 retries), or the field is not served at this api-version."""
-
-
-class ImdsUnavailable(ImdsError):
-    """No usable answer before the deadline: no connection, timeouts, or 410/429/5xx until the end."""
-
-
-# -- retry policy and rate limit ---------------------------------------------------------------------------
-
-class Backoff:
-    """When to retry and how long to wait, as Microsoft documents for IMDS clients.
-
-    Retry ``n`` (0-based) waits ``delta * (2**n - 1)`` seconds, scaled by a random factor within
-    ``1 ± jitter`` and capped at ``cap``: about 0, 2, 6, 14, 30 s ("ExponentialBackoff, 5 retries, min 0 s,
-    max 60 s, delta 2 s"). No answer, 429 and 5xx get ``retries`` retries; 5xx never sooner than
-    ``server_error_min`` ("retry after at least 1 s"); 404 gets ``not_found_retries`` (it means "IMDS is
-    updating" but far more often "no such path"); 410 is retried past ``retries`` until ``gone_for`` seconds
-    after the call began ("available within 70 s"); other statuses are final. A retry is only made when at
-    least ``min_attempt`` seconds remain before the deadline: a wait that would end later is shortened, and
-    that retry is the last.
-    """
-
-    __slots__ = ("delta", "cap", "jitter", "retries", "not_found_retries", "gone_for", "server_error_min",
-                 "min_attempt")
-
-    def __init__(self, *, delta: float = 2.0, cap: float = 60.0, jitter: float = 0.2, retries: int = 5,
-                 not_found_retries: int = 3, gone_for: float = 70.0, server_error_min: float = 1.0,
-                 min_attempt: float = 1.0) -> None:
-        if delta < 0 or cap < 0 or not 0 <= jitter < 1 or retries < 0 or not_found_retries < 0 or min_attempt < 0:
-            raise ValueError("backoff times and counts must be 0 or more, and jitter below 1")
-        self.delta, self.cap, self.jitter = delta, cap, jitter
-        self.retries, self.not_found_retries, self.gone_for = retries, not_found_retries, gone_for
-        self.server_error_min, self.min_attempt = server_error_min, min_attempt
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Backoff({fields})"
-
-    def allows(self, retry: int, status: int | None, elapsed: float) -> bool:
-        """Whether a failure (``status`` None: no answer) earns retry number ``retry`` of a call."""
-        if status is None or status == 429 or status >= 500:
-            return retry < self.retries
-        if status == 404:
-            return retry < self.not_found_retries
-        if status == 410:
-            return retry < self.retries or elapsed < self.gone_for
-        return False
-
-    def delay(self, retry: int, status: int | None, chance: float) -> float:
-        """Seconds before retry number ``retry``; ``chance`` in [0, 1) picks the jitter (0.5: none)."""
-        factor = 1.0 + self.jitter * (2.0 * chance - 1.0)
-        wait = min(self.cap, self.delta * (2 ** min(retry, 64) - 1) * factor)  # 2**64: long past any cap
-        if status is not None and status >= 500:
-            wait = max(wait, self.server_error_min)
-        return wait
-
-
-class TokenBucket:
-    """A thread-safe token bucket: bursts of ``burst`` requests, then ``rate`` a second.
-
-    ``acquire`` reserves a token and sleeps until it is due, so concurrent callers queue fairly.
-    """
-
-    def __init__(self, rate: float = 5.0, burst: float = 5.0, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a token bucket needs a rate above 0 and a burst of 1 or more")
-        self.rate, self.burst = float(rate), float(burst)
-        self._clock, self._sleep = clock, sleep
-        self._tokens, self._stamp = self.burst, clock()
-        self._lock = threading.Lock()
-
-    def acquire(self, timeout: float) -> bool:
-        """Take a token, waiting for it if need be; False, taking nothing, if that would exceed ``timeout``."""
-        with self._lock:
-            now = self._clock()
-            tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            wait = max(0.0, (1.0 - tokens) / self.rate)
-            if wait > timeout:
-                return False
-            self._tokens, self._stamp = tokens - 1.0, now
-        if wait:
-            self._sleep(wait)
-        return True
-
-
-#: Shared by every Client that is not given its own: keeps one process under IMDS's 5 requests/second. A
-#: burst one token smaller than the service's leaves it a token to spare, so requests that arrive closer
-#: together than they were sent (up to 0.2 s closer) are still under its limit.
-PROCESS_LIMITER = TokenBucket(rate=5.0, burst=4.0)
-
-
 # -- the client --------------------------------------------------------------------------------------------
-
-class _Reply:
-    __slots__ = ("status", "body", "retry_after", "server")
-
-    def __init__(self, status: int, body: bytes, retry_after: str | None, server: str | None) -> None:
-        self.status, self.body, self.retry_after, self.server = status, body, retry_after, server
-
 
 class _Call:
     """One call's clock: its deadline and how many attempts it made."""
@@ -193,7 +74,7 @@ class _Call:
 
     def __init__(self, clock: Callable[[], float], seconds: float) -> None:
         if not seconds > 0:
-            raise ValueError(f"a deadline must be more than 0 seconds, not {seconds}")
+            raise UsageError(f"a deadline must be more than 0 seconds, not {seconds}")
         self.clock = clock
         self.start = clock()
         self.end = self.start + seconds
@@ -226,8 +107,10 @@ class Client:
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random) -> None:
         if not deadline > 0 or not timeout > 0:
-            raise ValueError("deadline and timeout must be more than 0 seconds")
-        self.endpoint, self._connect = _endpoint(endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT)
+            raise UsageError("deadline and timeout must be more than 0 seconds")
+        base = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+        self._endpoint = Endpoint(base, paths=("", "/metadata"))
+        self.endpoint = self._endpoint.url
         self.deadline = deadline
         self.timeout = timeout
         self.backoff = backoff or Backoff()
@@ -313,11 +196,11 @@ class Client:
 
     def private_ips(self, *, deadline: float | None = None) -> list[str]:
         """Private addresses of every NIC, IPv4 then IPv6 per NIC (IMDS does not promise NIC order)."""
-        return _addresses(self.network(deadline=deadline), "privateIpAddress")
+        return addresses(self.network(deadline=deadline), "privateIpAddress")
 
     def public_ips(self, *, deadline: float | None = None) -> list[str]:
         """Instance-level public addresses; a Standard load balancer's are in ``load_balancer()``."""
-        return _addresses(self.network(deadline=deadline), "publicIpAddress")
+        return addresses(self.network(deadline=deadline), "publicIpAddress")
 
     def mac_addresses(self, *, deadline: float | None = None) -> list[str]:
         """Every NIC's MAC address as IMDS writes it (12 upper-case hex digits)."""
@@ -345,9 +228,9 @@ class Client:
         selectors = {name: value for name, value in (("client_id", client_id), ("object_id", object_id),
                                                      ("msi_res_id", resource_id)) if value}
         if len(selectors) > 1:
-            raise ValueError("give at most one of client_id, object_id and resource_id")
+            raise UsageError("give at most one of client_id, object_id and resource_id")
         if not resource:
-            raise ValueError("a token needs a resource (the audience), e.g. https://management.azure.com/")
+            raise UsageError("a token needs a resource (the audience), e.g. https://management.azure.com/")
         key = (resource, tuple(selectors.items()))
         cached = self._tokens.get(key)
         if cached is not None and not bypass_cache and float(cached.get("expires_on", 0)) - TOKEN_EARLY > time.time():
@@ -398,7 +281,7 @@ class Client:
         another. Raises ValueError at once for an ``interval`` or ``duration`` that is not a positive number.
         """
         if not 0 < interval < float("inf") or (duration is not None and not duration > 0):
-            raise ValueError(f"a watch needs an interval and a duration of more than 0 seconds, not "
+            raise UsageError(f"a watch needs an interval and a duration of more than 0 seconds, not "
                              f"{interval} and {duration}")
         wait = sleep or (stop.wait if stop is not None else self._sleep)
         end = None if duration is None else self._clock() + duration
@@ -415,7 +298,7 @@ class Client:
         """
         ids = list(dict.fromkeys([event_ids] if isinstance(event_ids, str) else event_ids))
         if not ids or not all(isinstance(i, str) and i for i in ids):
-            raise ValueError(f"approve needs one or more event ids (non-empty strings), not {event_ids!r}")
+            raise UsageError(f"approve needs one or more event ids (non-empty strings), not {event_ids!r}")
         body = json.dumps({"StartRequests": [{"EventId": i} for i in ids]}).encode()
         try:
             self._fetch(_EVENTS, method="POST", body=body, deadline=deadline)
@@ -441,7 +324,7 @@ class Client:
             reply = self._attempt("/metadata/versions", call)
         except (ImdsUnavailable, OSError):
             return False
-        if (reply.server or "").startswith("IMDS/"):
+        if (reply.header("server") or "").startswith("IMDS/"):
             return True
         try:
             return reply.status == 200 and isinstance(json.loads(reply.body)["apiVersions"], list)
@@ -463,7 +346,7 @@ class Client:
                 return
             wait(max(0.0, due - self._clock()))
 
-    def _parse(self, path: str, reply: _Reply, text: bool) -> Any:
+    def _parse(self, path: str, reply: Reply, text: bool) -> Any:
         try:
             body = reply.body.decode("utf-8")
             return body if text else json.loads(body)
@@ -484,7 +367,7 @@ class Client:
 
     def _fetch(self, path: str, *, text: bool = False, api_version: str | None = None, versioned: bool = True,
                deadline: float | None = None, expect: int = 200, method: str = "GET", body: bytes | None = None,
-               timeout: float | None = None, params: dict[str, str] | None = None) -> _Reply:
+               timeout: float | None = None, params: dict[str, str] | None = None) -> Reply:
         """One logical request: attempts, version fallback, retries and waits until ``expect`` or a failure.
 
         ``timeout`` replaces the client's per-attempt timeout for this call.
@@ -518,14 +401,15 @@ class Client:
             retry += 1
 
     def _attempt(self, target: str, call: _Call, method: str = "GET", body: bytes | None = None,
-                 timeout: float | None = None) -> _Reply:
+                 timeout: float | None = None) -> Reply:
         """Send one request on a fresh connection (never stale, nothing shared between threads)."""
         remaining = call.remaining()
         if remaining <= 0 or (self.limiter is not None and not self.limiter.acquire(remaining)):
             raise ImdsUnavailable(f"deadline reached before a request to {self.endpoint} could be sent"
                                   f" ({call.summary()})")
         call.attempts += 1
-        return self._connect(min(timeout or self.timeout, max(call.remaining(), 0.001)), method, target, body)
+        return self._endpoint.exchange(method, target, headers=_HEADERS if body is None else _POST_HEADERS, body=body,
+                                       timeout=min(timeout or self.timeout, max(call.remaining(), 0.001)))
 
     def _fall_back(self, sent: str, body: bytes) -> str | None:
         """The version to use after a 400 naming newest-versions, or None if falling back is not allowed."""
@@ -538,7 +422,7 @@ class Client:
             self._api_version, self._fell_back = max(newest), True
             return self._api_version
 
-    def _wait(self, retry: int, reply: _Reply | None, call: _Call) -> float | None:
+    def _wait(self, retry: int, reply: Reply | None, call: _Call) -> float | None:
         """Seconds to sleep before the next attempt, or None to give up."""
         status = None if reply is None else reply.status
         if call.last_try or not self.backoff.allows(retry, status, call.elapsed()):
@@ -547,7 +431,7 @@ class Client:
             return None  # not "IMDS is updating": the VM is behind no Standard load balancer
         wait = self.backoff.delay(retry, status, self._rng())
         room = call.remaining() - self.backoff.min_attempt
-        after = _retry_after(reply.retry_after) if reply is not None else None
+        after = _retry_after(reply.header("retry-after")) if reply is not None else None
         if after is not None:
             if after > room:
                 return None  # the server asks us to wait past the deadline
@@ -556,135 +440,6 @@ class Client:
             wait, call.last_try = room, True
         return wait if wait >= 0 else None
 
-
-# -- helpers -----------------------------------------------------------------------------------------------
-
-def _endpoint(text: str) -> tuple[str, Callable[[float, str, str, bytes | None], _Reply]]:
-    """Normalise a base URL; return it and a function that makes one exchange with it."""
-    parts = urlsplit(text.strip())
-    path = parts.path.rstrip("/")
-    if parts.scheme not in ("http", "https") or not parts.hostname or path not in ("", "/metadata") \
-            or parts.query or parts.fragment:
-        raise ValueError(f"an endpoint is http://HOST[:PORT], not {text!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in endpoint {text!r}") from None
-    host = parts.hostname
-    base = f"{parts.scheme}://{parts.netloc}"
-    if parts.scheme == "https":
-        return base, lambda timeout, method, target, body: _exchange_tls(host, port, timeout, method, target, body)
-    address = (host, port or 80)
-    host_header = parts.netloc.rpartition("@")[2]
-    return base, lambda timeout, method, target, body: _exchange(address, host_header, timeout, method, target, body)
-
-
-class ProtocolError(ConnectionError):
-    """An answer that is not HTTP/1.x, or a connection closed before the whole answer came."""
-
-
-_MAX_HEAD = 64 * 1024
-
-
-def _exchange(address: tuple[str, int], host: str, timeout: float, method: str, target: str,
-              body: bytes | None) -> _Reply:
-    """One request and its answer on a fresh connection (``Connection: close``)."""
-    headers = _HEADERS if body is None else _POST_HEADERS
-    head = [f"{method} {target} HTTP/1.1", f"Host: {host}", *(f"{k}: {v}" for k, v in headers.items()),
-            "Connection: close"]
-    if body is not None:
-        head.append(f"Content-Length: {len(body)}")
-    with socket.create_connection(address, timeout=timeout) as sock:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b""))
-        return _read_reply(sock, method)
-
-
-def _read_reply(sock: socket.socket, method: str) -> _Reply:
-    buffer = b""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ProtocolError("connection closed without an answer" if not buffer else "the answer was cut short")
-        buffer += chunk
-        if len(buffer) > _MAX_HEAD and b"\r\n\r\n" not in buffer:
-            raise ProtocolError("the answer's headers are too long")
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, remainder = lines[0].partition(" ")
-    code = remainder[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ProtocolError(f"not an HTTP answer: {lines[0][:80]!r}")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        fields[name.strip().lower()] = value.strip()
-    status = int(code)
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        content = b""
-    elif "chunked" in fields.get("transfer-encoding", "").lower():
-        content = _dechunk(sock, rest)
-    elif "content-length" in fields:
-        length = int(fields["content-length"]) if fields["content-length"].isdigit() else -1
-        if length < 0:
-            raise ProtocolError("bad Content-Length")
-        content = _read_exactly(sock, rest, length)
-    else:
-        content = rest + _read_to_end(sock)
-    return _Reply(status, content, fields.get("retry-after"), fields.get("server"))
-
-
-def _read_exactly(sock: socket.socket, have: bytes, length: int) -> bytes:
-    parts, got = [have], len(have)
-    while got < length:
-        chunk = sock.recv(min(65536, length - got))
-        if not chunk:
-            raise ProtocolError("the answer was cut short")
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)[:length]
-
-
-def _read_to_end(sock: socket.socket) -> bytes:
-    parts = []
-    while chunk := sock.recv(65536):
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _dechunk(sock: socket.socket, data: bytes) -> bytes:
-    out = []
-    while True:
-        while b"\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ProtocolError("the answer was cut short")
-            data += chunk
-        size_line, _, data = data.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError("bad chunk size") from None
-        if size == 0:
-            return b"".join(out)
-        data = _read_exactly(sock, data, size + 2)
-        out.append(data[:size])
-        data = data[size + 2:]
-
-
-def _exchange_tls(host: str, port: int | None, timeout: float, method: str, target: str,
-                  body: bytes | None) -> _Reply:
-    """https:// endpoints (IMDS itself is HTTP only) go through the standard library's client."""
-    import http.client
-
-    connection = http.client.HTTPSConnection(host, port, timeout=timeout)
-    try:
-        connection.request(method, target, body=body, headers=_HEADERS if body is None else _POST_HEADERS)
-        response = connection.getresponse()
-        return _Reply(response.status, response.read(), response.getheader("Retry-After"), response.getheader("Server"))
-    except http.client.HTTPException as exc:
-        raise ProtocolError(str(exc) or type(exc).__name__) from exc
-    finally:
-        connection.close()
 
 
 def _clean(path: str) -> str:
@@ -731,7 +486,7 @@ def _describe(body: bytes) -> str:
     return message if len(message) <= 300 else message[:297] + "..."
 
 
-def _failure(path: str, reply: _Reply) -> ImdsError:
+def _failure(path: str, reply: Reply) -> ImdsError:
     where = f"/metadata/{path}"
     body = _text(reply.body)
     if reply.status == 404:
@@ -742,7 +497,7 @@ def _failure(path: str, reply: _Reply) -> ImdsError:
     return ImdsError(error, status=reply.status, body=body)
 
 
-def _final(failure: ImdsError, reply: _Reply | None, call: _Call) -> ImdsError:
+def _final(failure: ImdsError, reply: Reply | None, call: _Call) -> ImdsError:
     """The failure to raise once retrying stops; retryable ones say how long we tried."""
     if call.attempts > 1 or isinstance(failure, ImdsUnavailable):
         return type(failure)(f"{failure} ({call.summary()})", status=failure.status, body=failure.body)
@@ -773,7 +528,7 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _addresses(network: dict[str, Any], key: str) -> list[str]:
+def addresses(network: dict[str, Any], key: str) -> list[str]:
     found = []
     for nic in network.get("interface", []):
         for family in ("ipv4", "ipv6"):
@@ -790,21 +545,6 @@ def tags_of(compute: dict[str, Any]) -> dict[str, str]:
     if "tagsList" in compute:
         return {item["name"]: item["value"] for item in compute["tagsList"]}
     return parse_tags(compute.get("tags", ""))
-
-
-def parse_tags(text: str) -> dict[str, str]:
-    """Parse the ``tags`` string ``name:value;name:value``: split on ';', then on the first ':'.
-
-    A value may contain ':' (``owner:ops:a`` is owner = ``ops:a``). A ';' inside a value cannot be told
-    apart from the separator (``k:a;b`` reads as k = ``a`` and b = ``""``): that is why ``tagsList``,
-    served from api-version 2019-06-04, is preferred.
-    """
-    tags = {}
-    for item in text.split(";"):
-        if item:
-            name, _, value = item.partition(":")
-            tags[name] = value
-    return tags
 
 
 # -- scheduled events --------------------------------------------------------------------------------------
@@ -825,113 +565,3 @@ def touches(event: dict[str, Any], compute: dict[str, Any]) -> bool:
     names.discard("")
     return any(isinstance(r, str) and r.casefold() in names for r in event.get("Resources", []))
 
-
-# -- capture as a profile ----------------------------------------------------------------------------------
-
-ZERO_GUID = "00000000-0000-0000-0000-000000000000"
-
-
-def capture(client: Client) -> dict[str, Any]:
-    """The VM behind ``client`` as an emulator profile that serves it back as it was.
-
-    The instance document at the newest api-version the host accepts, its load balancer document if it has
-    one, and ``azimds.newestVersion`` so that the emulator accepts the same versions.
-    """
-    version = client.newest_version()
-    profile = client.get("instance", api_version=version)
-    balancer = client.load_balancer(api_version=version) if version >= _LOADBALANCER_SINCE else None
-    if balancer is not None:
-        profile["loadbalancer"] = balancer
-    profile["azimds"] = {"newestVersion": version}
-    return profile
-
-
-_SECRETS = frozenset({"userData", "customData", "keyData", "secretUrl", "keyUrl", "uri"})
-_KEPT = frozenset({"tags", "tagsList"})
-
-
-def redact(profile: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a captured profile with secrets blanked and identifiers replaced, consistently.
-
-    Blanks userData, customData, publicKeys keyData, encryption secretUrl/keyUrl and storage uris; puts the
-    zero GUID for subscriptionId, vmId and placementGroupId; placeholders for the resource group, VM,
-    computer, admin user, scale set and disk names (as whole values) and for every subscription, resource
-    group and resource name inside resource IDs; documentation addresses for public IPs. Tags are kept.
-    ``azimds dump --help`` says the same to users.
-    """
-    names = _identifiers(profile)
-    return _scrub(profile, names)
-
-
-def _identifiers(doc: dict[str, Any]) -> dict[str, str]:
-    """Identifying value -> placeholder, for the whole values ``redact`` replaces."""
-    compute = doc.get("compute", {})
-    storage = compute.get("storageProfile", {})
-    os_profile = compute.get("osProfile", {})
-    wanted = [(compute.get(key), ZERO_GUID) for key in ("subscriptionId", "vmId", "placementGroupId")]
-    wanted += [(compute.get("resourceGroupName"), "redacted-rg"), (compute.get("name"), "redacted-vm"),
-               (os_profile.get("computerName"), "redacted-vm"), (os_profile.get("adminUsername"), "azureuser"),
-               (compute.get("vmScaleSetName"), "redacted-vmss"),
-               (storage.get("osDisk", {}).get("name"), "redacted-vm-osdisk")]
-    wanted += [(disk.get("name"), f"redacted-vm-datadisk-{index}")
-               for index, disk in enumerate(storage.get("dataDisks", []))]
-    names: dict[str, str] = {}
-    for value, placeholder in wanted:
-        if isinstance(value, str) and value:
-            names.setdefault(value, placeholder)
-    for address in _public_addresses(doc):
-        if address not in names:
-            names[address] = _fresh(names, "2001:db8::" if ":" in address else "203.0.113.")
-    return names
-
-
-def _fresh(names: dict[str, str], prefix: str) -> str:
-    """The next unused placeholder ``prefix<N>`` (N from 1)."""
-    used = sum(1 for placeholder in names.values() if placeholder.startswith(prefix))
-    return f"{prefix}{used + 1}"
-
-
-def _public_addresses(doc: dict[str, Any]) -> list[str]:
-    found = _addresses(doc.get("network", {}), "publicIpAddress")
-    for group in ("publicIpAddresses", "inboundRules", "outboundRules"):
-        found.extend(rule.get("frontendIpAddress", "") for rule in doc.get("loadbalancer", {}).get(group, []))
-    return [address for address in found if _is_global(address)]
-
-
-def _is_global(text: str) -> bool:
-    try:
-        return ipaddress.ip_address(text).is_global
-    except ValueError:
-        return False
-
-
-def _scrub(value: Any, names: dict[str, str], key: str = "") -> Any:
-    """A redacted copy of ``value`` (found under ``key``)."""
-    if key in _KEPT:
-        return copy.deepcopy(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v, names, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(item, names, key) for item in value]
-    if not isinstance(value, str):
-        return value
-    if key in _SECRETS:
-        return ""
-    if value.lower().startswith("/subscriptions/"):
-        return _scrub_resource_id(value, names)
-    return names.get(value, value)
-
-
-def _scrub_resource_id(resource_id: str, names: dict[str, str]) -> str:
-    """Replace the subscription, resource group and resource names in an ARM resource ID, consistently."""
-    parts = resource_id.split("/")
-    providers = next((i for i, part in enumerate(parts) if part.lower() == "providers"), len(parts))
-    for index, part in enumerate(parts):
-        previous = parts[index - 1].lower() if index else ""
-        if previous == "subscriptions":
-            parts[index] = ZERO_GUID
-        elif previous == "resourcegroups":
-            parts[index] = names.get(part) or names.setdefault(part, _fresh(names, "redacted-rg-"))
-        elif index > providers + 2 and (index - providers) % 2 == 1:
-            parts[index] = names.get(part) or names.setdefault(part, _fresh(names, "redacted-name-"))
-    return "/".join(parts)

@@ -1,122 +1,88 @@
-"""Wires a profile, the emulated state, the metadata service, the control plane and the HTTP core together.
+"""Wires a configuration into a running emulator: profile, world, metadata service, control plane, HTTP servers.
 
-``serve`` runs an emulator in the foreground until a signal; ``Emulator`` runs one on a background thread
-for use inside a test suite, on an ephemeral port, with no global state.
+``App(config)`` assembles the parts (raising ProfileError for a bad profile or option, before anything
+listens); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import secrets
 import signal
 import sys
-import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from . import catalog
-from . import profile as profiles
-from .clock import Clock
-from .control import ControlPlane
-from .profile import Profile, Vm
-from .server import HttpServer
-from .service import MetadataService, ServiceOptions
-from .state import Emulation, JournalEntry
-from .store import Store
+from .config import Config
+from .control.plane import ControlPlane
+from .model import profile as profiles
+from .model.profile import Profile
+from .service.metadata import MetadataService, ServiceOptions
+from .service.pki import Pki
+from .service.ports import JournalEntry
+from .service.server import HttpServer
+from .world.clock import Clock
+from .world.store import Store
+from .world.world import World, fingerprint
 
-__all__ = ["Emulator", "EmulatorConfig", "serve"]
-
-DEFAULT_PORT = 8169  # the real service listens on 169.254.169.254:80; this is our loopback default
-DEFAULT_CONTROL_PORT = 8170
-
-
-@dataclass(frozen=True)
-class EmulatorConfig:
-    """What ``serve`` and ``Emulator`` take; ``None`` means "the profile's setting, else the default"."""
-
-    profile: str | Path | dict[str, Any] | Profile | None = None
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    rate_limit: float | None = None
-    newest_version: str | None = None
-    faults: tuple[Any, ...] = ()  # faults.Fault, added to the profile's
-    clock: str = "real"  # real | manual | scaled
-    clock_speed: float = 1.0
-    state_dir: str | Path | None = None  # None: nothing persisted
-    control_host: str = "127.0.0.1"
-    control_port: int | None = DEFAULT_CONTROL_PORT  # None: no control plane
-    control_token: str | None = None  # None: generated, written to STATE_DIR/control-token
-    log_format: str | None = None  # "json": one line per request on stderr
-    scenario: str | Path | None = None  # a scenario file, planned after the profile's own scenarios
-    public_url: str | None = None  # how clients reach the metadata port (AIA, jwks_uri); None: its own URL
-    identity_rate_limit: float | None = None  # /metadata/identity/* requests/s per source address; 0: off
-    identity_concurrency: int | None = None  # /metadata/identity/* requests in flight per source address; 0: off
+__all__ = ["App", "configure", "load_profile", "new_event_loop", "serve"]
 
 
-def load_profile(source: str | Path | dict[str, Any] | Profile | None) -> Profile:
+def load_profile(source: object) -> Profile:
+    """The profile a configuration names: a file, a parsed tree, a loaded Profile, or the embedded default."""
     if source is None:
         return profiles.load_default()
     if isinstance(source, Profile):
         return source
     if isinstance(source, dict):
         return profiles.from_tree(source, "<dict>")
-    return profiles.load(source)
+    if isinstance(source, (str, Path)):
+        return profiles.load(source)
+    raise TypeError(f"a profile is a path, a mapping or a Profile, not {type(source).__name__}")
 
 
-class Parts:
-    """The assembled emulator: state, service, control plane. Raises ProfileError/ValueError on bad input."""
+def configure(*, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+              defaults: Mapping[str, Any] | None = None) -> tuple[Config, Profile]:
+    """The configuration and the profile it names: options validated, then the profile loaded, then its
+    ``azimds:`` section merged in at its place (defaults < profile < environment < flags). Raises ProfileError."""
+    named = Config.build(env=env, flags=flags, defaults=defaults)
+    profile = load_profile(named.profile)
+    config = Config.build(profile_settings=profile.settings, profile_source=profile.source, env=env, flags=flags,
+                          defaults=defaults)
+    return config, profile
 
-    def __init__(self, config: EmulatorConfig):
+
+class App:
+    """The assembled emulator. ``config`` is final: the profile's ``azimds:`` section is already in it."""
+
+    def __init__(self, config: Config, profile: Profile | None = None):
         self.config = config
-        profile = load_profile(config.profile)
-        settings = profile.settings
-        newest = config.newest_version or settings.newest_version
-        if newest is not None:
-            catalog.check_newest(newest)
-        rate = settings.rate_limit if config.rate_limit is None else config.rate_limit
-        if rate < 0:
-            raise ValueError(f"the rate limit must be 0 (off) or more, not {rate}")
-        identity_rate = (settings.identity_rate_limit if config.identity_rate_limit is None
-                         else config.identity_rate_limit)
-        identity_concurrency = (settings.identity_concurrency if config.identity_concurrency is None
-                                else config.identity_concurrency)
-        if identity_rate < 0 or identity_concurrency < 0:
-            raise ValueError("the identity limits must be 0 (off) or more, not "
-                             f"{identity_rate}/s and {identity_concurrency} in flight")
-        if config.public_url is not None and not config.public_url.startswith(("http://", "https://")):
-            raise ValueError(f"the public URL must start with http:// or https://, not {config.public_url!r}")
-        speed = config.clock_speed
-        mode = "manual" if config.clock == "manual" else "scaled" if speed != 1 else "real"
-        clock = Clock(mode, speed=speed if mode != "manual" else 1.0)
-        self.store = _open_store(config.state_dir, profile)
-        scenarios = list(profile.scenarios)
-        if config.scenario is not None:
-            scenarios += profiles.load_scenarios(config.scenario)
-        self.emulation = Emulation(profile, clock=clock, faults=list(settings.faults) + list(config.faults),
-                                   store=self.store, scenarios=scenarios)
-        options = ServiceOptions(rate_limit=rate, newest_version=newest, server_version=settings.server_version,
-                                 identity_rate_limit=identity_rate, identity_concurrency=int(identity_concurrency),
-                                 state_dir=config.state_dir, public_url=config.public_url)
-        self.fleet = None
-        if profile.fleet is not None:
-            from .fleet import Fleet
-
-            self.fleet = Fleet(self.emulation, profile, profile.identity_section)
-        self.service = MetadataService(self.emulation, options, self.fleet)
+        profile = profile if profile is not None else load_profile(config.profile)
+        self.profile = profile
+        clock = Clock("manual" if config.clock == "manual" else "scaled" if config.clock_speed != 1 else "real",
+                      speed=config.clock_speed if config.clock != "manual" else 1.0)
+        state_dir = Path(config.state_dir) if config.state_dir else None
+        self.store = _open_store(state_dir, profile)
+        scenarios = profiles.load_scenarios(config.scenario) if config.scenario is not None else ()
+        self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios)
+        options = ServiceOptions(rate_limit=config.rate_limit, newest_version=config.newest_version,
+                                 server_version=config.server_version, identity_rate_limit=config.identity_rate_limit,
+                                 identity_concurrency=config.identity_concurrency)
+        self.service = MetadataService(self.world, options, Pki.for_state_dir(state_dir))
         if config.log_format == "json":
-            self.service.log = _json_log
+            self.world.log = _json_log
         self.token = config.control_token or secrets.token_urlsafe(24)
         self.token_file: Path | None = None
-        if config.control_token is None and config.state_dir is not None:
-            self.token_file = _write_token(Path(config.state_dir), self.token)
+        if config.control_token is None and state_dir is not None:
+            self.token_file = _write_token(state_dir, self.token)
         reload = None
         if isinstance(config.profile, (str, Path)):
-            reload = lambda: profiles.load(config.profile)  # noqa: E731
-        self.control = ControlPlane(self.emulation, self.token, reload=reload, fleet=self.fleet)
+            path = config.profile
+            reload = lambda: profiles.load(path)  # noqa: E731
+        self.control = ControlPlane(self.world, self.token, reload=reload)
         self.metadata_server = HttpServer(self.service, server_header=self.service.server_header)
         self.control_server = HttpServer(self.control, server_header="azimds-control")
 
@@ -138,16 +104,15 @@ class Parts:
             self.store.close()
 
 
-def _open_store(state_dir: str | Path | None, profile: Profile) -> Store | None:
+def _open_store(state_dir: Path | None, profile: Profile) -> Store | None:
     """The state database, emptied when it belongs to another profile than this one."""
     if state_dir is None:
         return None
-    store = Store(Path(state_dir) / "state.sqlite")
-    fingerprint = hashlib.sha256(json.dumps([profile.instance, profile.loadbalancer], sort_keys=True)
-                                 .encode()).hexdigest()
-    if store.load().get("profile") != fingerprint:
+    store = Store(state_dir / "state.sqlite")
+    mark = fingerprint(profile)
+    if store.load().get("profile") != mark:
         store.clear()
-        store.save({"profile": fingerprint})
+        store.save({"profile": mark})
     return store
 
 
@@ -172,219 +137,30 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
-def serve(config: EmulatorConfig, ready: Callable[[str], None] = print) -> int:
-    """Run until SIGINT or SIGTERM; returns the exit code. Raises on bad config before listening."""
-    parts = Parts(config)
+def serve(app: App, ready: Callable[[str], None] = print) -> int:
+    """Run until SIGINT or SIGTERM; returns the exit code."""
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return loop.run_until_complete(_serve(parts, ready))
+        return loop.run_until_complete(_serve(app, ready))
     finally:
         loop.close()
 
 
-async def _serve(parts: Parts, ready: Callable[[str], None]) -> int:
-    await parts.start()
+async def _serve(app: App, ready: Callable[[str], None]) -> int:
+    await app.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if parts.control_server.port:
-        where = f" (token in {parts.token_file})" if parts.token_file else ""
-        print(f"azimds: control plane {parts.control_server.url}{where}", file=sys.stderr, flush=True)
-    ready(f"azimds: serving {parts.metadata_server.url}/metadata")
+    if app.control_server.port:
+        where = f" (token in {app.token_file})" if app.token_file else ""
+        print(f"azimds: control plane {app.control_server.url}{where}", file=sys.stderr, flush=True)
+    ready(f"azimds: serving {app.metadata_server.url}/metadata")
     await stop.wait()
-    await parts.close()
+    await app.close()
     return 0
-
-
-class Emulator:
-    """An emulator on a background thread: ``with Emulator() as imds: urlopen(imds.url + ...)``.
-
-    Defaults suit tests: an ephemeral port, no rate limits (identity's included), nothing persisted (the CA
-    and token keys live in memory, shared by the process's emulators: ``imds.ca_pem()`` gives the root), a
-    control plane on an ephemeral loopback port reachable as ``imds.control_url`` with ``imds.token``.
-    """
-
-    def __init__(self, profile: str | Path | dict[str, Any] | Profile | None = None, *, host: str = "127.0.0.1",
-                 port: int = 0, rate_limit: float | None = 0, newest_version: str | None = None,
-                 faults: tuple[Any, ...] | list[Any] = (), clock: str = "real", clock_speed: float = 1.0,
-                 state_dir: str | Path | None = None, public_url: str | None = None,
-                 identity_rate_limit: float | None = 0, identity_concurrency: int | None = 0):
-        self.config = EmulatorConfig(profile, host, port, rate_limit, newest_version, tuple(faults), clock,
-                                     clock_speed, state_dir, control_port=0, public_url=public_url,
-                                     identity_rate_limit=identity_rate_limit,
-                                     identity_concurrency=identity_concurrency)
-        self.parts = Parts(self.config)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._running = False
-
-    @property
-    def service(self) -> MetadataService:
-        return self.parts.service
-
-    @property
-    def emulation(self) -> Emulation:
-        return self.parts.emulation
-
-    @property
-    def vm(self) -> Vm:
-        return self.parts.emulation.vm
-
-    @property
-    def journal(self) -> list[JournalEntry]:
-        """The requests answered so far (oldest first)."""
-        return list(self.parts.emulation.journal)
-
-    @property
-    def faults(self) -> Any:
-        """The live FaultSet: ``imds.faults.faults.append(Fault(...))`` takes effect at once."""
-        return self.parts.emulation.faults
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:41234``; append ``/metadata/...``."""
-        if not self._running:
-            raise RuntimeError("the emulator is not running")
-        return self.parts.metadata_server.url
-
-    @property
-    def control_url(self) -> str:
-        if not self._running:
-            raise RuntimeError("the emulator is not running")
-        return self.parts.control_server.url
-
-    @property
-    def token(self) -> str:
-        return self.parts.token
-
-    def ca_pem(self, *, intermediate: bool = False) -> str:
-        """The root certificate that attested documents chain to, PEM (the intermediate after it, if asked)."""
-        return self.parts.service.pki.export_pem(intermediate=intermediate)
-
-    @property
-    def control(self) -> "ControlCalls":
-        """The control plane as Python calls, run on the emulator's own thread: ``imds.control.advance(60)``."""
-        if self._loop is None:
-            raise RuntimeError("the emulator is not running")
-        return ControlCalls(self.parts.emulation, self._loop)
-
-    def start(self) -> "Emulator":
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = self._loop = new_event_loop()
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self.parts.start())
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-                failure.append(exc)
-                started.set()
-                loop.close()
-                return
-            started.set()
-            loop.run_forever()
-            loop.run_until_complete(self.parts.close())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="azimds-emulator", daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
-            raise failure[0]
-        self._running = True
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-        self._loop = self._thread = None
-        self._running = False
-
-    def __enter__(self) -> "Emulator":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class ControlCalls:
-    """What the control plane does, as method calls for a test suite, each run on the emulator's thread (so
-    nothing races the server) and returning its result or raising its error (ProfileError, EventError, …)."""
-
-    def __init__(self, emulation: Emulation, loop: asyncio.AbstractEventLoop):
-        self._emulation = emulation
-        self._loop = loop
-
-    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from concurrent.futures import Future
-
-        future: Future[Any] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(function(*args, **kwargs))
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
-                future.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout=30)
-
-    def get(self, path: str = "") -> Any:
-        return self._call(self._emulation.read_node, _parts(path))
-
-    def set(self, path: str, value: Any) -> Any:
-        return self._call(self._emulation.set_node, _parts(path), value)
-
-    def patch(self, path: str, patch: Any) -> Any:
-        return self._call(self._emulation.patch_node, _parts(path), patch)
-
-    def delete(self, path: str) -> None:
-        self._call(self._emulation.delete_node, _parts(path))
-
-    def set_tags(self, tags: dict[str, Any]) -> str:
-        return self._call(self._emulation.set_tags, tags)
-
-    def schedule(self, type: str, resources: list[str] | None = None, **options: Any) -> Any:
-        """Schedule an event (``events.EventBook.schedule``'s options); resources default to this VM."""
-        names = resources or [self._emulation.vm.instance["compute"]["name"]]
-        return self._call(self._emulation.events.schedule, type, names, **options)
-
-    def approve(self, event_id: str, by: str | None = None) -> Any:
-        return self._call(self._emulation.events.approve, event_id, by)
-
-    def start(self, event_id: str) -> Any:
-        return self._call(self._emulation.events.start, event_id)
-
-    def complete(self, event_id: str) -> None:
-        self._call(self._emulation.events.complete, event_id)
-
-    def cancel(self, event_id: str) -> None:
-        self._call(self._emulation.events.cancel, event_id)
-
-    def advance(self, seconds: float) -> float:
-        return self._call(self._emulation.advance_clock, seconds)
-
-    def set_speed(self, speed: float) -> None:
-        self._call(self._emulation.set_clock_speed, speed)
-
-    def add_fault(self, spec: str | Any) -> None:
-        from .faults import parse_fault
-
-        self._call(self._emulation.add_fault, parse_fault(spec) if isinstance(spec, str) else spec)
-
-    def clear_faults(self) -> None:
-        self._call(self._emulation.clear_faults)
-
-    def reset(self) -> None:
-        self._call(self._emulation.reset)
-
-
-def _parts(path: str) -> list[str]:
-    return [part for part in path.split("/") if part]

@@ -56,7 +56,7 @@ def _ip(*args: str) -> None:
 def inside(command: Sequence[str], profile: str | None = None, state_dir: str | None = None,
            rate_limit: float | None = None) -> int:
     """Inside the new namespace: bring up loopback with the IMDS address, serve, run the command."""
-    from .emulator import Emulator
+    from .testing import Emulator
 
     _ip("link", "set", "lo", "up")
     _ip("addr", "add", f"{IMDS_ADDRESS}/32", "dev", "lo")

@@ -41,7 +41,7 @@ def imds_fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, defaults: dict[str, Any]) -> Iterator[Any]:
-    from .emulator import Emulator
+    from .testing import Emulator
 
     marker = request.node.get_closest_marker("imds")
     options = {**defaults, **(marker.kwargs if marker else {})}

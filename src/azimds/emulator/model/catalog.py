@@ -1,7 +1,8 @@
-"""The api-versions of each endpoint family and the version that introduced every field, as data.
+"""The shape of the documents the emulator serves: every field, the api-version that introduced it, as data.
 
-Everything version-dependent reads this module; nothing else names a version. Versions are ISO dates,
-so ``"2019-06-01" < "2021-02-01"`` compares them correctly.
+The api-version lists themselves are facts shared with the client (``azimds.azure``); this module says which
+version introduced each field of the instance document and which fields the load balancer document has.
+Versions are ISO dates, so ``"2019-06-01" < "2021-02-01"`` compares them correctly.
 """
 
 from __future__ import annotations
@@ -9,28 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-#: Versions accepted by /metadata/instance (and by attested, identity and loadbalancer from the version
-#: that introduced them), oldest first. Source: the IMDS docs' "Supported API versions" list.
-INSTANCE_VERSIONS: tuple[str, ...] = (
-    "2017-03-01", "2017-04-02", "2017-08-01", "2017-10-01", "2017-12-01", "2018-02-01", "2018-04-02",
-    "2018-10-01", "2019-02-01", "2019-03-11", "2019-04-30", "2019-06-01", "2019-06-04", "2019-08-01",
-    "2019-08-15", "2019-11-01", "2020-06-01", "2020-07-15", "2020-09-01", "2020-10-01", "2020-12-01",
-    "2021-01-01", "2021-02-01", "2021-03-01", "2021-05-01", "2021-08-01", "2021-10-01", "2021-11-01",
-    "2021-11-15", "2021-12-13", "2023-07-01", "2023-11-15", "2024-03-15", "2024-07-17", "2025-04-07",
-)
-
-#: Versions accepted by /metadata/scheduledevents: a family of its own (spec §3.2).
-EVENTS_VERSIONS: tuple[str, ...] = (
-    "2017-03-01", "2017-08-01", "2017-11-01", "2019-01-01", "2019-04-01", "2019-08-01", "2020-07-01",
-)
-
-#: The version each endpoint of the instance family first answers at.
-ENDPOINT_INTRODUCED: dict[str, str] = {
-    "instance": "2017-04-02",
-    "identity": "2018-02-01",
-    "attested": "2018-10-01",
-    "loadbalancer": "2020-10-01",
-}
+from ...azure import INSTANCE_VERSIONS
 
 # The instance document's fields. A path names a field by its keys from the document root; "*" stands for
 # every item of an array. A field whose children are listed is an object (an array when its child is "*");
@@ -217,44 +197,6 @@ LOADBALANCER_FIELDS: dict[str, str] = {
 }
 
 
-#: The attested document's signed fields and the api-version that introduced each (IMDS-doc attested table;
-#: spec §6). ``plan`` is an object of name/product/publisher; ``timeStamp`` of createdOn/expiresOn.
-ATTESTED_FIELDS: dict[str, str] = {
-    "licenseType": "2020-09-01",
-    "nonce": "2018-10-01",
-    "plan": "2018-10-01",
-    "sku": "2019-11-01",
-    "subscriptionId": "2019-04-30",
-    "timeStamp": "2018-10-01",
-    "vmId": "2018-10-01",
-}
-
-
-def attested_fields(version: str) -> tuple[str, ...]:
-    """The signed fields of an attested document requested at ``version``, sorted."""
-    return tuple(sorted(name for name, since in ATTESTED_FIELDS.items() if since <= version))
-
-
-#: The DNS domain of the attested-document signing certificate in each cloud, by ``compute.azEnvironment``
-#: (IMDS-doc "Verifying the signature" table; spec §6). Looked up case-insensitively.
-CLOUD_DOMAINS: dict[str, str] = {
-    "AzurePublicCloud": "metadata.azure.com",
-    "AzureUSGovernmentCloud": "metadata.azure.us",
-    "AzureChinaCloud": "metadata.azure.cn",
-    "AzureGermanCloud": "metadata.microsoftazure.de",
-}
-
-
-def cloud_domain(environment: str) -> str:
-    """The signing certificate's domain for an azEnvironment; an unknown or empty one is the public cloud."""
-    lowered = {name.lower(): domain for name, domain in CLOUD_DOMAINS.items()}
-    return lowered.get(environment.lower(), CLOUD_DOMAINS["AzurePublicCloud"])
-
-
-#: The token endpoint's optional parameters naming a user-assigned identity (MI-doc; IMDS honours both
-#: msi_res_id and mi_res_id, spec §7.1). At most one may be given.
-IDENTITY_SELECTORS: tuple[str, ...] = ("client_id", "object_id", "msi_res_id", "mi_res_id")
-
 
 @dataclass(frozen=True, slots=True)
 class Node:
@@ -316,9 +258,3 @@ class Versions:
         return version in self._set
 
 
-def check_newest(version: str) -> str:
-    """Validate a --newest-version value: it must be an instance api-version."""
-    if version not in INSTANCE_VERSIONS:
-        raise ValueError(
-            f"{version!r} is not an instance api-version; known: {', '.join(INSTANCE_VERSIONS)}")
-    return version

@@ -1,10 +1,9 @@
 """Where the public record of the real service is silent, what azimds does: every such decision, once.
 
-Each constant below is used by the code that needs it; ``CHOICES`` is every decision in words (those that
-need no constant, such as the order of checks, only there), reproduced in the README ("Behaviour where the
-real service is undocumented"), and a test keeps the two in step.
-Bodies written ``{ "error": "…" }`` (spaces inside the braces) copy the serializer real IMDS uses for its
-instance-path errors; compact ones copy its api-version and identity errors (spec §10).
+Each constant below is used by the code that needs it, and the chosen bodies are in ``responses`` (marked
+CHOSEN); ``CHOICES`` is every decision in words (those that need no constant, such as the order of checks,
+only there), reproduced in the README ("Behaviour where the real service is undocumented"), and a test keeps
+the two in step.
 """
 
 from __future__ import annotations
@@ -14,62 +13,14 @@ from typing import NamedTuple
 #: Content-Type of ``format=text`` answers (not captured; issue 2 names it).
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
-#: ``Server`` header: ``IMDS/`` and the newest build seen on a real VM (2024).
-SERVER_VERSION = "150.870.65.1253"
-
 #: ``/metadata/instance/`` with a trailing slash is the same as without.
 TRAILING_SLASH_IGNORED = True
-
-#: A request carrying X-Forwarded-For is refused with this status and body.
-FORWARDED_STATUS = 400
-FORWARDED_BODY = b'{ "error": "Bad request: . X-Forwarded-For header is not allowed" }'
-
-#: A query naming a parameter twice.
-DUPLICATE_QUERY_BODY = b'{ "error": "Bad request: . Duplicate query parameter" }'
-
-#: Methods other than the endpoint's (GET; GET and POST for scheduled events): 405 with an Allow header.
-METHOD_NOT_ALLOWED_BODY = b'{ "error": "Method not allowed" }'
-
-#: Past the rate limit: 429, this body, and a Retry-After header in whole seconds.
-TOO_MANY_REQUESTS_BODY = b'{ "error": "Too many requests" }'
-
-#: ``format`` other than json/text, and ``extended`` other than true/false.
-BAD_PARAMETER_BODY = b'{ "error": "Bad request" }'
-
-#: Leaf without format=text, or with format=json: the real status, body spacing as the other instance errors.
-LEAF_NEEDS_TEXT_BODY = b'{ "error": "Bad request" }'
-
-#: A path under /metadata/ that names no endpoint (the real body for /metadata/identity).
-UNKNOWN_PATH_BODY = b'{"error":"Not Found"}'
 
 #: Non-ASCII characters (in tags, say) are written as UTF-8, not as \\u escapes.
 JSON_ENSURE_ASCII = False
 
-#: Scheduled events: a POST whose body is not ``{"StartRequests":[{"EventId":"…"}, …]}``.
-EVENTS_MALFORMED_BODY = b'{"error":"Bad request. The request body is malformed."}'
-
-#: Scheduled events: approving an EventId that is not in the current document.
-EVENTS_UNKNOWN_ID_BODY = b'{"error":"Bad request. EventId {id} is not a current event."}'
-
-
-# -- managed identity ---------------------------------------------------------------------------------------
-
-#: Token request without ``resource`` (or with it empty): the identity family's error form; the text is the
-#: one Azure's App Service-style endpoints use (spec §7.3: not captured from IMDS).
-IDENTITY_NO_RESOURCE_BODY = (b'{"error":"invalid_request","error_description":'
-                             b'"Required audience parameter not specified"}')
-
-#: Token request naming more than one of client_id, object_id, msi_res_id, mi_res_id (mutually exclusive per
-#: MI-doc; the real answer is not captured). A selector given empty counts as not given.
-IDENTITY_SELECTOR_CONFLICT_BODY = (b'{"error":"invalid_request","error_description":"Only one of client_id, '
-                                   b'object_id, msi_res_id and mi_res_id may be specified"}')
-
 #: client_id / object_id may name the system-assigned identity too, not only user-assigned ones.
 IDENTITY_SYSTEM_SELECTABLE = True
-
-#: Past the identity limits (20 requests a second, 5 in flight: documented per VM, counted here per source
-#: address, apart from the 5 a second of the other paths): 429, this body, Retry-After in whole seconds.
-IDENTITY_TOO_MANY_REQUESTS_BODY = b'{"error":"too_many_requests","error_description":"Too many requests"}'
 
 #: Token times: nbf = iat = issue - 300 s, exp = issue + 24 h, so expires_on - not_before = 86700 as in real
 #: answers; a cached token is served until fewer than TOKEN_REFRESH_MARGIN seconds are left.
@@ -88,18 +39,12 @@ BYPASS_CACHE_VALUE = "true"
 DISCOVERY_PATHS = ("/{tenant}/.well-known/openid-configuration", "/{tenant}/v2.0/.well-known/openid-configuration")
 JWKS_PATHS = ("/common/discovery/keys", "/discovery/keys", "/{tenant}/discovery/keys")
 
-# -- attested documents --------------------------------------------------------------------------------------
-
 #: ``nonce``: 1 to 32 ASCII letters and digits (Swagger's "up to 32 alphanumeric characters"); ``nonce=``
-#: empty is the same as no nonce; anything else is refused with this 400.
+#: empty is the same as no nonce; anything else is refused (``responses.ATTESTED_BAD_NONCE``).
 ATTESTED_NONCE_PATTERN = r"[A-Za-z0-9]{1,32}"
-ATTESTED_BAD_NONCE_BODY = b'{ "error": "Bad request: . nonce must be 1 to 32 letters or digits" }'
 
 #: An azEnvironment outside the four known clouds signs as the public cloud (metadata.azure.com).
 ATTESTED_UNKNOWN_CLOUD = "AzurePublicCloud"
-
-#: A fleet in strict mode, asked from an address no VM owns.
-NO_SUCH_VM_BODY = b'{ "error": "Forbidden: no VM has this source address" }'
 
 
 class Choice(NamedTuple):

@@ -177,14 +177,9 @@ class Pki:
         return cert
 
 
-def export_ca(state_dir: str | Path | None = None, *, intermediate: bool = False) -> str:
+def export_ca(state_dir: str | Path, *, intermediate: bool = False) -> str:
     """The root (and optionally the intermediate) of the CA in ``state_dir`` as PEM, making the CA if it
-    does not exist yet (so ``azimds ca export`` before the first ``serve`` gives the root serve will use).
-    ``state_dir`` None: the default state directory."""
-    if state_dir is None:
-        from .store import default_state_dir
-
-        state_dir = default_state_dir()
+    does not exist yet (so ``azimds ca export`` before the first ``serve`` gives the root serve will use)."""
     return Pki(state_dir).export_pem(intermediate=intermediate)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import catalog
+from ..model import catalog
 from .choices import JSON_ENSURE_ASCII
 
 __all__ = ["NotFound", "gate", "walk", "to_json", "to_text", "is_leaf"]

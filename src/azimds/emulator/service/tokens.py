@@ -19,7 +19,7 @@ from typing import Any
 
 from .choices import TOKEN_NOT_BEFORE_SKEW, TOKEN_LIFETIME
 from .pki import Pki, thumbprint
-from .profile import Identity
+from ..model.identities import Identity
 
 __all__ = ["EXT_EXPIRES_IN", "Token", "TokenIssuer", "issuer_url"]
 

@@ -1,23 +1,16 @@
-"""Durable state: where it lives, and what the control plane changed, the events and the clock, in SQLite.
+"""Durable state: what the control plane changed, the events, the clock and the faults, in SQLite.
 
 Each ``save`` is one transaction committed with ``synchronous=FULL`` (WAL) before it returns, so a change
-the control plane acknowledged survives ``kill -9``. ``default_state_dir`` is the one rule for where
-``serve`` keeps state, keys and its control token, and is cheap to import (``azimds ctl`` reads it).
+the control plane acknowledged survives ``kill -9``. Keys name the parts of the world (``vm/NAME``,
+``events/BOOK``, ``clock``, ``faults``); values are JSON documents.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
-__all__ = ["Store", "default_state_dir"]
-
-
-def default_state_dir() -> str:
-    """``$XDG_STATE_HOME/azimds``, else ``~/.local/state/azimds``."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "azimds")
+__all__ = ["Store"]
 
 
 class Store:

@@ -1,106 +1,122 @@
-"""Everything that can change while the emulator runs — the VM, its events, the clock, the faults — in one place.
+"""The emulated world: everything that changes while the emulator runs — its VMs, their events, the clock, the
+faults, the journal — and the only way to change it.
 
-The metadata service reads it; the control plane changes it, only through the methods here, each of which
-validates first (a bad change is refused whole and changes nothing) and persists to the store before it
-returns.
+The metadata service reads it (it is a ``service.ports.WorldView``); the control plane, the in-process
+``Emulator.control`` calls and scenarios change it, only through the methods here, each of which validates
+first (a bad change is refused whole and changes nothing: ``InvalidChange``, ``NoSuchTarget``, ``Conflict``)
+and persists to the store before it returns.
 """
 
 from __future__ import annotations
 
-import bisect
+import hashlib
 import json
-from collections import deque
+import math
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import asdict
-from typing import Any, NamedTuple
+from typing import Any
 
-from . import profile as profiles
+from ...azure import EVENT_MIN_NOTICE
+from ...errors import InvalidChange, NoSuchTarget, ProfileError
+from ..model.defaults import complete
+from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
+from ..model.faults import FaultRule
+from ..model.fleet import with_tags
+from ..model.profile import Profile, VmModel, validate_tree
+from ..service.ports import JournalEntry
 from .clock import Clock, ClockState
-from .events import EventBook
-from .faults import Fault, FaultSet
-from .profile import Profile, ProfileError, Vm
+from .events import Event, EventBook
+from .faults import FaultSet
+from .fleet import Fleet
+from .journal import Journal
 from .store import Store
+from .vm import VmState
 
-__all__ = ["Emulation", "JournalEntry", "Metrics", "NodeError"]
+__all__ = ["World", "fingerprint"]
 
 _DOC_PARTS = ("compute", "network", "extended", "loadbalancer")
+_CONTROL = "the change is invalid; nothing was changed"
 
 
-class NodeError(LookupError):
-    """A metadata path that names no node."""
+def fingerprint(profile: Profile) -> str:
+    """What a store's state belongs to: the profile's VMs and fleet (its state is not this profile's else)."""
+    described = {"tree": profile.tree, "loadbalancer": profile.loadbalancer, "identity": profile.identity_section,
+                 "fleet": repr(profile.fleet)}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class JournalEntry(NamedTuple):
-    """One request the metadata port answered: for test assertions and the control plane."""
+class World:
+    """The world of one profile: its first VM, its fleet, the clock, the faults, the journal."""
 
-    time: float  # emulated clock, epoch seconds
-    peer: str
-    method: str
-    url: str
-    status: int  # 0 when a fault dropped the connection
-    latency: float  # real seconds from request to answer
-
-
-class Metrics:
-    """Cumulative request counts by endpoint and status, and a latency histogram, for /metrics."""
-
-    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.latency_counts = [0] * (len(self.BUCKETS) + 1)
-        self.latency_sum = 0.0
-
-    def observe(self, endpoint: str, status: int, latency: float) -> None:
-        key = (endpoint, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.latency_counts[bisect.bisect_left(self.BUCKETS, latency)] += 1
-        self.latency_sum += latency
-
-
-class Emulation:
-    """The emulated world of one VM."""
-
-    def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: list[Fault] | None = None,
+    def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: Iterable[FaultRule] = (),
                  store: Store | None = None, journal_size: int = 10_000,
-                 scenarios: list[dict[str, Any]] | None = None, shared: "Emulation | None" = None,
-                 events: EventBook | None = None):
-        """``shared``: a fleet's first VM, whose clock, journal and metrics this VM uses too; ``events``: the
-        book of the availability set or scale set this VM belongs to."""
+                 scenarios: Iterable[ScenarioEntry] = ()):
         self.profile = profile
-        self.vm = Vm(profile)
-        self.vm.owner = self
-        self.clock = shared.clock if shared is not None else clock or Clock()
+        self.clock = clock or Clock()
         self.store = store
-        self.events = events or EventBook(self.clock.now, on_change=self._events_changed)
-        self.base_faults = list(faults or [])
-        self.faults = FaultSet(list(self.base_faults))  # first-seconds count real time since start
-        self.journal: deque[JournalEntry] = shared.journal if shared is not None else deque(maxlen=journal_size)
-        self.metrics = shared.metrics if shared is not None else Metrics()
+        self.journal = Journal(journal_size)
+        self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
+        self.base_faults = tuple(faults)
+        self.faults = FaultSet(self.base_faults)  # first-seconds count real time since start
+        self._books: dict[str, EventBook] = {}
+        self.first = self._make_vm(profile.vm, None)
+        self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
         saved = store.load() if store is not None else {}
         if saved:
             self._restore(saved)
         if store is not None and "clock" not in saved:  # so a restart continues this clock, manual ones too
             self._save_clock()
-        if scenarios and "events" not in saved:  # planned once; a restart finds them in the saved events
-            self.plan_scenarios(scenarios)
+        planned = tuple(profile.scenarios) + tuple(scenarios)
+        if planned and not any(key.startswith("events/") for key in saved):  # planned once; a restart has them
+            self.plan_scenarios(planned)
 
-    # -- metadata nodes ---------------------------------------------------------------------------------
-    def document(self) -> dict[str, Any]:
-        """The VM's whole metadata as the control plane sees it (newest shape, not gated)."""
-        doc = dict(self.vm.instance)
-        if self.vm.loadbalancer is not None:
-            doc["loadbalancer"] = self.vm.loadbalancer
-        return doc
+    # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
+    @property
+    def per_vm_limits(self) -> bool:
+        return self.fleet is not None
 
-    def read_node(self, path: list[str]) -> Any:
-        return _walk(self.document(), path)
+    def vm_for(self, peer: str) -> VmState | None:
+        """The fleet VM a source address belongs to; the first VM for strangers, unless the fleet is strict."""
+        if self.fleet is None:
+            return self.first
+        member = self.fleet.for_peer(peer)
+        if member is None and not self.fleet.strict:
+            return self.first
+        return member
 
-    def set_node(self, path: list[str], value: Any) -> Any:
+    def now(self) -> float:
+        return self.clock.now()
+
+    def record(self, entry: JournalEntry) -> None:
+        self.journal.record(entry)
+        if self.log is not None:
+            self.log(entry)
+
+    # -- finding VMs ---------------------------------------------------------------------------------------
+    def vm(self, name: str | None = None) -> VmState:
+        """The VM named ``name`` (None: the profile's own VM). Raises NoSuchTarget."""
+        if name is None:
+            return self.first
+        found = self.fleet.by_name(name) if self.fleet is not None else (self.first if name == self.first.name
+                                                                          else None)
+        if found is None:
+            raise NoSuchTarget(f"no VM named {name!r}")
+        return found
+
+    def vms(self) -> list[VmState]:
+        """Every VM made so far."""
+        return self.fleet.made() if self.fleet is not None else [self.first]
+
+    # -- metadata ------------------------------------------------------------------------------------------
+    def read_node(self, vm: VmState, path: list[str]) -> Any:
+        return _walk(vm.document(), path)
+
+    def set_node(self, vm: VmState, path: list[str], value: Any) -> Any:
         """Replace (or create) the node at ``path``; returns the node as stored after completion."""
         if not path:
-            raise NodeError("give a path below the document, e.g. compute/tags")
-        doc = deepcopy(self.document())
+            raise InvalidChange("give a path below the document, e.g. compute/tags")
+        doc = deepcopy(vm.document())
         parent = _walk(doc, path[:-1], create=True)
         key = path[-1]
         if isinstance(parent, list):
@@ -109,122 +125,213 @@ class Emulation:
                 parent.append(value)
             else:
                 parent[index] = value
-        else:
+        elif isinstance(parent, dict):
             parent[key] = value
+        else:
+            raise InvalidChange(f"{'/'.join(path[:-1])} is a value, not a mapping or a list")
         _untangle_tags(doc, path)
-        self._apply(doc)
-        return self.read_node(path)
+        self._apply(vm, doc)
+        return self.read_node(vm, path)
 
-    def patch_node(self, path: list[str], patch: Any) -> Any:
+    def patch_node(self, vm: VmState, path: list[str], patch: Any) -> Any:
         """JSON merge patch (RFC 7396) of the node at ``path``."""
-        current = deepcopy(self.read_node(path)) if path else deepcopy(self.document())
-        merged = _merge_patch(current, patch)
         if not path:
-            if not isinstance(merged, dict):
-                raise NodeError("the document root is a mapping")
-            _untangle_tags(merged, ["compute", "tags"] if "tags" in patch.get("compute", {}) else [])
-            self._apply(merged)
-            return self.document()
-        return self.set_node(path, merged)
+            if not isinstance(patch, dict):
+                raise InvalidChange("a patch of the whole document is a JSON object")
+            merged = _merge_patch(deepcopy(vm.document()), patch)
+            compute_patch = patch.get("compute")
+            _untangle_tags(merged, ["compute", "tags"] if isinstance(compute_patch, dict) and "tags" in compute_patch
+                           else [])
+            self._apply(vm, merged)
+            return vm.document()
+        current = deepcopy(self.read_node(vm, path))
+        return self.set_node(vm, path, _merge_patch(current, patch))
 
-    def delete_node(self, path: list[str]) -> None:
+    def delete_node(self, vm: VmState, path: list[str]) -> None:
         """Remove the node at ``path``; defaults fill it again where the real service always has it."""
         if not path:
-            raise NodeError("give a path below the document, e.g. compute/userData")
-        doc = deepcopy(self.document())
+            raise InvalidChange("give a path below the document, e.g. compute/userData")
+        doc = deepcopy(vm.document())
         parent = _walk(doc, path[:-1])
         if isinstance(parent, list):
             del parent[_index(path[-1], len(parent))]
         elif isinstance(parent, dict) and path[-1] in parent:
             del parent[path[-1]]
         else:
-            raise NodeError("/".join(path))
+            raise NoSuchTarget(f"no such node: {'/'.join(path)}")
         _untangle_tags(doc, path)
-        self._apply(doc)
+        self._apply(vm, doc)
 
-    def set_tags(self, tags: dict[str, Any]) -> dict[str, Any]:
-        """Replace the VM's tags (both the ``tags`` string and ``tagsList``)."""
-        if not isinstance(tags, dict):
-            raise ProfileError("<control>", [("tags", "tags are a mapping of names to values")])
-        doc = deepcopy(self.document())
-        doc["compute"].pop("tagsList", None)
-        doc["compute"]["tags"] = tags
-        self._apply(doc)
-        return self.vm.instance["compute"]["tags"]
+    def set_tags(self, vm: VmState, tags: dict[str, Any]) -> str:
+        """Replace the VM's tags (both the ``tags`` string and ``tagsList``); returns the ``tags`` string."""
+        if not isinstance(tags, dict) or not all(isinstance(v, (str, int, float, bool)) for v in tags.values()):
+            raise InvalidChange("tags are a mapping of names to string values")
+        doc = deepcopy(vm.document())
+        with_tags(doc["compute"], {str(k): _tag_text(v) for k, v in tags.items()})
+        self._apply(vm, doc)
+        return str(vm.instance["compute"]["tags"])
 
-    def _apply(self, doc: dict[str, Any]) -> None:
+    def _apply(self, vm: VmState, doc: dict[str, Any]) -> None:
         """Validate and complete a whole new document, persist it, then swap it in."""
-        tree = {k: v for k, v in doc.items() if k in _DOC_PARTS}
-        extra = set(doc) - set(_DOC_PARTS)
+        extra = sorted(set(doc) - set(_DOC_PARTS))
         if extra:
-            raise ProfileError("<control>", [(sorted(extra)[0], "unknown field")])
-        fresh = profiles.from_tree(tree, "<control>")
-        if self.store is not None:
-            self.store.save({"vm": json.dumps({"instance": fresh.instance, "loadbalancer": fresh.loadbalancer})})
-        self.vm.replace(fresh.instance, fresh.loadbalancer)
+            raise InvalidChange(_CONTROL, [(extra[0], "unknown field")])
+        tree = {k: v for k, v in doc.items() if k in _DOC_PARTS and k != "loadbalancer"}
+        lb = doc.get("loadbalancer")
+        try:
+            validated = validate_tree({**tree, **({"loadbalancer": lb} if lb is not None else {})}, "")
+        except ProfileError as exc:
+            raise InvalidChange(_CONTROL, exc.problems) from None
+        loadbalancer = validated.pop("loadbalancer", None)
+        problems: list[tuple[str, str]] = []
+        instance = complete(validated, problems)
+        if problems:
+            raise InvalidChange(_CONTROL, problems)
+        self._save({f"vm/{vm.name}": json.dumps({"instance": instance, "loadbalancer": loadbalancer})})
+        vm.replace(instance, loadbalancer)
+        if self.fleet is not None:
+            self.fleet.pin(vm)
 
-    def plan_scenarios(self, entries: list[dict[str, Any]]) -> None:
-        """Queue scenario events, their times counted from now. Raises ValueError naming a bad entry."""
-        from .events import scenario_plan
+    # -- events --------------------------------------------------------------------------------------------
+    def schedule(self, vm: VmState, spec: EventSpec) -> Event:
+        """Publish an event in ``vm``'s book; its resources default to ``vm``."""
+        if spec.resources is None:
+            spec = spec.model_copy(update={"resources": [vm.name]})
+        return vm.events.schedule(spec)
 
-        for item in scenario_plan(entries, self.clock.now(), self.vm.instance["compute"]["name"]):
-            self.events.plan(item)
+    def event_action(self, vm: VmState, event_id: str, action: str, by: str | None = None) -> EventBook:
+        """``approve`` (by a VM, or by every VM it lists), ``start``, ``complete`` or ``cancel`` an event."""
+        book = vm.events
+        if action == "approve":
+            book.approve(event_id, by=by)
+        elif action == "start":
+            book.start(event_id)
+        elif action == "complete":
+            book.complete(event_id)
+        elif action == "cancel":
+            book.cancel(event_id)
+        else:
+            raise InvalidChange(f"no event action {action!r}")
+        return book
 
-    # -- clock and faults ---------------------------------------------------------------------------------
+    def walk(self, set_name: str, kind: str = "Freeze", gap: float = 1800.0, duration: int | None = None) -> EventBook:
+        """A platform update walking a scale set's update domains: one event per domain, ``gap`` apart."""
+        scale_set = self.fleet.scale_set(set_name) if self.fleet is not None else None
+        if scale_set is None:
+            raise NoSuchTarget(f"no scale set named {set_name!r}" if self.fleet is not None
+                               else "this emulator has no fleet")
+        book = self._book(f"vmss:{set_name}")
+        now = self.clock.now()
+        notice = EVENT_MIN_NOTICE[kind]
+        for index, names in enumerate(scale_set.update_domain_groups()):
+            not_before = now + notice + index * gap
+            spec = EventSpec(type=kind, resources=names, not_before=not_before, duration=duration)  # type: ignore[arg-type]
+            book.plan(PlannedEvent(max(now, not_before - notice), spec))
+        return book
+
+    def plan_scenarios(self, entries: Iterable[ScenarioEntry]) -> None:
+        """Queue scenario events in the first VM's book, their times counted from now."""
+        for planned in scenario_plan(list(entries), self.clock.now(), self.first.name):
+            self.first.events.plan(planned)
+
+    # -- clock and faults ----------------------------------------------------------------------------------
     def advance_clock(self, seconds: float) -> float:
-        self.events.catch_up()
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+            raise InvalidChange(f"the clock only moves forward, by a finite number of seconds, not {seconds}")
         now = self.clock.advance(seconds)
         self._save_clock()
-        self.events.catch_up()
+        for book in self._books.values():
+            book.catch_up()
         return now
 
+    def set_time(self, when: float) -> float:
+        current = self.clock.now()
+        if when < current:
+            raise InvalidChange("the clock only moves forward")
+        return self.advance_clock(when - current)
+
     def set_clock_speed(self, speed: float) -> None:
-        self.clock.set_speed(speed)
+        try:
+            self.clock.set_speed(speed)
+        except ValueError as exc:
+            raise InvalidChange(str(exc)) from None
         self._save_clock()
 
-    def add_fault(self, fault: Fault) -> None:
-        self.faults.faults.append(fault)
-        self._save_faults()
+    def add_fault(self, rule: FaultRule) -> None:
+        self._save({"faults": json.dumps([r.to_mapping() for r in [*self.faults.rules, rule]])})
+        self.faults.add(rule)
 
     def clear_faults(self) -> None:
-        self.faults.faults.clear()
-        self._save_faults()
+        self._save({"faults": "[]"})
+        self.faults.clear()
 
-    # -- whole state ----------------------------------------------------------------------------------------
+    # -- whole state -----------------------------------------------------------------------------------------
     def reset(self, profile: Profile | None = None) -> None:
-        """Back to the profile (or a newly loaded one): metadata, faults; events are cancelled."""
-        self.profile = profile or self.profile
-        self.events.clear()
-        self.faults.faults[:] = list(self.base_faults)
+        """Back to the profile (or a newly loaded one): metadata and faults; events are cancelled."""
+        if profile is not None and profile is not self.profile:
+            self._rebuild(profile)
+        for book in self._books.values():
+            book.clear()
+        self.faults.replace(self.base_faults)
         if self.store is not None:
-            self.store.clear(["vm", "faults"])
-            self._save_faults()
-        self.vm.replace(self.profile.instance, self.profile.loadbalancer)
+            self.store.clear([key for key in self.store.load() if key.startswith("vm/") or key == "faults"])
+            self._save({"faults": json.dumps([r.to_mapping() for r in self.base_faults])})
+        for vm in self.vms():
+            vm.replace(vm.model.instance, vm.model.loadbalancer)
 
-    def _events_changed(self, book: EventBook) -> None:
+    def _rebuild(self, profile: Profile) -> None:
+        """A new profile's VMs, keeping the event books (their DocumentIncarnation must never go down)."""
+        self.profile = profile
+        self.first = self._make_vm(profile.vm, None)
+        self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
+
+    def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
+        return VmState(model, book or self._book(f"vm:{model.name}"), self.faults)
+
+    def _book(self, key: str) -> EventBook:
+        book = self._books.get(key)
+        if book is None:
+            book = self._books[key] = EventBook(self.clock.now, on_change=lambda b: self._save(
+                {f"events/{key}": b.to_json()}))
+        return book
+
+    def _save(self, items: dict[str, str]) -> None:
         if self.store is not None:
-            self.store.save({"events": book.to_json()})
+            self.store.save(items)
 
     def _save_clock(self) -> None:
-        if self.store is not None:
-            self.store.save({"clock": json.dumps(asdict(self.clock.state()))})
-
-    def _save_faults(self) -> None:
-        if self.store is not None:
-            self.store.save({"faults": json.dumps([f.to_dict() for f in self.faults.faults])})
+        self._save({"clock": json.dumps(asdict(self.clock.state()))})
 
     def _restore(self, saved: dict[str, str]) -> None:
-        from .faults import from_profile
-
         if "clock" in saved:
             self.clock.restore(ClockState(**json.loads(saved["clock"])))
-        if "vm" in saved:
-            vm = json.loads(saved["vm"])
-            self.vm.replace(vm["instance"], vm["loadbalancer"])
-        if "events" in saved:
-            self.events.load_json(saved["events"])
         if "faults" in saved:
-            self.faults.faults[:] = from_profile(json.loads(saved["faults"]))
+            self.faults.replace(FaultRule.from_mapping(item) for item in json.loads(saved["faults"]))
+        for key, value in saved.items():
+            if key.startswith("vm/"):
+                vm = self._saved_vm(key[3:])
+                if vm is not None:
+                    doc = json.loads(value)
+                    vm.replace(doc["instance"], doc["loadbalancer"])
+                    if self.fleet is not None:
+                        self.fleet.pin(vm)
+            elif key.startswith("events/"):
+                book_key = key[7:]
+                if book_key.startswith("vm:"):
+                    vm = self._saved_vm(book_key[3:])
+                    if vm is None:
+                        continue
+                self._book(book_key).load_json(value)
+
+    def _saved_vm(self, name: str) -> VmState | None:
+        try:
+            return self.vm(name)
+        except NoSuchTarget:
+            return None
+
+
+def _tag_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _walk(doc: Any, path: list[str], create: bool = False) -> Any:
@@ -233,19 +340,19 @@ def _walk(doc: Any, path: list[str], create: bool = False) -> Any:
         if isinstance(node, dict):
             if key not in node:
                 if not create:
-                    raise NodeError("/".join(path))
+                    raise NoSuchTarget(f"no such node: {'/'.join(path)}")
                 node[key] = {}
             node = node[key]
         elif isinstance(node, list):
             node = node[_index(key, len(node))]
         else:
-            raise NodeError("/".join(path))
+            raise NoSuchTarget(f"no such node: {'/'.join(path)}")
     return node
 
 
 def _index(key: str, length: int) -> int:
     if not key.isdigit() or int(key) >= length or (len(key) > 1 and key[0] == "0"):
-        raise NodeError(f"no item {key}")
+        raise NoSuchTarget(f"no such node: no item {key}")
     return int(key)
 
 
@@ -264,6 +371,8 @@ def _merge_patch(target: Any, patch: Any) -> Any:
 def _untangle_tags(doc: dict[str, Any], path: list[str]) -> None:
     """After a change to one form of the tags, drop the other so defaults derive it again."""
     compute = doc.get("compute", {})
+    if not isinstance(compute, dict):
+        return
     if path[:2] == ["compute", "tags"] or (path == ["compute"] and "tagsList" not in compute):
         compute.pop("tagsList", None)
     elif path[:2] == ["compute", "tagsList"]:

@@ -2,7 +2,7 @@
 emulator's CA certificates (the intermediate at the signing certificate's AIA URL).
 
 The signed content is compact JSON, keys sorted, with exactly the fields of the requested api-version
-(``catalog.ATTESTED_FIELDS``), a 6-hour ``timeStamp`` window and, without a ``nonce``, the default nonce:
+(``azure.ATTESTED_FIELDS``), a 6-hour ``timeStamp`` window and, without a ``nonce``, the default nonce:
 ``expiresOn`` as ``YYYYMMDD-HHMMSS`` (as in every real document).
 """
 
@@ -12,28 +12,27 @@ import asyncio
 import base64
 import datetime as dt
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .. import catalog, choices, render
-from ..attested import TIMESTAMP_FORMAT
+from ....azure import ATTESTED_VALIDITY, ENDPOINT_INTRODUCED, TIMESTAMP_FORMAT, attested_fields, cloud_domain
+from .. import choices, render, responses
 from ..http import Request, Response
 from ..pki import INTERMEDIATE_PATH, ROOT_PATH, Pki
-from ..profile import Vm
-from . import Endpoint, Outcome
+from ..ports import VmView
+from .base import Endpoint, Outcome
 
-__all__ = ["AttestedEndpoint", "VALIDITY"]
+__all__ = ["AttestedEndpoint"]
 
-#: The window every real document has (2023, 2025, 2026 captures; spec §6).
-VALIDITY = dt.timedelta(hours=6)
-BAD_NONCE = Response(400, choices.ATTESTED_BAD_NONCE_BODY)
-GET_ONLY = Response(405, choices.METHOD_NOT_ALLOWED_BODY, headers=(("Allow", "GET"),))
+VALIDITY = dt.timedelta(seconds=ATTESTED_VALIDITY)
+GET_ONLY = responses.method_not_allowed("GET")
 PKIX_CERT = "application/pkix-cert"
 _NONCE = re.compile(choices.ATTESTED_NONCE_PATTERN)
 
 
 class AttestedEndpoint(Endpoint):
     name = "attested"
-    introduced = catalog.ENDPOINT_INTRODUCED["attested"]
+    introduced = ENDPOINT_INTRODUCED["attested"]
     paths = frozenset({("document",)})
 
     def __init__(self, newest: str | None, *, pki: Pki, clock: Callable[[], float], public_url: Callable[[], str]):
@@ -42,13 +41,13 @@ class AttestedEndpoint(Endpoint):
         self.clock = clock
         self.public_url = public_url
 
-    def resolve(self, vm: Vm, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
+    def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
         assert version is not None
         nonce = query.get("nonce") or None
         if nonce is not None and not _NONCE.fullmatch(nonce):
-            return BAD_NONCE
+            return responses.ATTESTED_BAD_NONCE
         compute = vm.instance["compute"]
-        fields = catalog.attested_fields(version)
+        fields = attested_fields(version)
         plan = compute.get("plan") or {}
         known = {
             "licenseType": compute.get("licenseType", ""),
@@ -58,7 +57,7 @@ class AttestedEndpoint(Endpoint):
             "vmId": compute.get("vmId", ""),
         }
         fixed = {name: value for name, value in known.items() if name in fields}
-        domain = catalog.cloud_domain(compute.get("azEnvironment") or choices.ATTESTED_UNKNOWN_CLOUD)
+        domain = cloud_domain(compute.get("azEnvironment") or choices.ATTESTED_UNKNOWN_CLOUD)
         region = compute.get("location", "")
 
         def answer(request: Request) -> Any:
@@ -81,7 +80,7 @@ class AttestedEndpoint(Endpoint):
         return Response(200, render.to_json({"encoding": "pkcs7",
                                              "signature": base64.b64encode(signature).decode("ascii")}))
 
-    def public(self, vm: Vm, path: str) -> Outcome | None:
+    def public(self, vm: VmView, path: str) -> Outcome | None:
         """The CA certificates, DER, if ``path`` names one (None otherwise)."""
         if path not in (INTERMEDIATE_PATH, ROOT_PATH):
             return None

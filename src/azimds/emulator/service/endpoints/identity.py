@@ -11,70 +11,57 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from .. import catalog, choices, render
-from .. import profile as profiles
+from ....azure import ENDPOINT_INTRODUCED, IDENTITY_SELECTORS
+from ...model.identities import Identities, Identity
+from .. import choices, render, responses
 from ..http import Request, Response
 from ..pki import Pki
-from ..profile import Identities, Identity, Vm
+from ..ports import VmView
 from ..tokens import EXT_EXPIRES_IN, Token, TokenIssuer, discovery
-from . import Endpoint, Outcome
+from .base import Endpoint, Outcome
 
-__all__ = ["IdentityEndpoint"]
-
-#: The identity family's own error bodies (real, Content-Length-verified; spec §7.3).
-MISSING_HEADER = Response(400, b'{"error":"invalid_request","error_description":"Required metadata header not specified"}')
-NOT_FOUND = Response(400, b'{"error":"invalid_request","error_description":"Identity not found"}')
-MULTIPLE = Response(400, b'{"error":"invalid_request","error_description":"Multiple user assigned identities exist, '
-                         b'please specify the clientId / resourceId of the identity in the token request"}')
-NO_RESOURCE = Response(400, choices.IDENTITY_NO_RESOURCE_BODY)
-SELECTOR_CONFLICT = Response(400, choices.IDENTITY_SELECTOR_CONFLICT_BODY)
-UNKNOWN_PATH = Response(404, choices.UNKNOWN_PATH_BODY)
-GET_ONLY = Response(405, choices.METHOD_NOT_ALLOWED_BODY, headers=(("Allow", "GET"),))
+__all__ = ["IdentityEndpoint", "select"]
 
 _TOKEN_CACHE_LIMIT = 10_000  # (identity, resource) pairs; a flood of distinct resources clears it
+GET_ONLY = responses.method_not_allowed("GET")
 
 
 class IdentityEndpoint(Endpoint):
     name = "identity"
-    introduced = catalog.ENDPOINT_INTRODUCED["identity"]
-    missing_header = MISSING_HEADER
+    introduced = ENDPOINT_INTRODUCED["identity"]
+    missing_header = responses.IDENTITY_MISSING_HEADER
     paths = frozenset({("oauth2", "token"), ("info",)})  # anything else under /metadata/identity is a 404
 
-    def __init__(self, newest: str | None, *, identities: Callable[[Vm], Identities | None], pki: Pki,
-                 clock: Callable[[], float], public_url: Callable[[], str]):
+    def __init__(self, newest: str | None, *, pki: Pki, clock: Callable[[], float], public_url: Callable[[], str]):
         super().__init__(newest)
-        self.identities_for = identities
         self.issuer = TokenIssuer(pki)
         self.clock = clock
         self.public_url = public_url
         self.tokens: dict[tuple[str, str], Token] = {}
 
-    def identities(self, vm: Vm) -> Identities:
-        found = self.identities_for(vm)
-        return found if found is not None else profiles.no_identities(vm.instance["compute"])
-
     # -- /metadata/identity/... ------------------------------------------------------------------------------
-    def resolve(self, vm: Vm, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
-        identities = self.identities(vm)
+    def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
+        identities = vm.identities
         if keys == ["info"]:
             return Response(200, render.to_json({"tenantId": identities.tenant_id}))
         resource = query.get("resource")
         if not resource:
-            return NO_RESOURCE
-        selectors = [(name, query[name]) for name in catalog.IDENTITY_SELECTORS if query.get(name)]
+            return responses.IDENTITY_NO_RESOURCE
+        selectors = [(name, query[name]) for name in IDENTITY_SELECTORS if query.get(name)]
         if len(selectors) > 1:
-            return SELECTOR_CONFLICT
+            return responses.IDENTITY_SELECTOR_CONFLICT
         chosen = select(identities, selectors[0] if selectors else None)
-        if chosen.__class__ is Response:
-            return chosen  # type: ignore[return-value]
+        if isinstance(chosen, Response):
+            return chosen
         bypass = query.get("bypass_cache", "").lower() == choices.BYPASS_CACHE_VALUE
         tenant = identities.tenant_id
 
         def answer(request: Request) -> Any:
             if self.issuer.ready:
-                return self.token(chosen, tenant, resource, bypass)  # type: ignore[arg-type]
+                return self.token(chosen, tenant, resource, bypass)
             return _off_loop(self.token, chosen, tenant, resource, bypass)  # the first token reads or makes the key
 
         return answer
@@ -97,9 +84,9 @@ class IdentityEndpoint(Endpoint):
         return Response(200, body, headers=(("x-ms-request-id", str(uuid.uuid4())),))
 
     # -- outside /metadata: what validates the tokens --------------------------------------------------------
-    def public(self, vm: Vm, path: str) -> Outcome | None:
+    def public(self, vm: VmView, path: str) -> Outcome | None:
         """The discovery document or the key set, if ``path`` names one (None otherwise)."""
-        tenant = self.identities(vm).tenant_id
+        tenant = vm.identities.tenant_id
         lowered = path.lower()
         if lowered in {p.format(tenant=tenant) for p in choices.DISCOVERY_PATHS}:
             return _get_only(lambda: render.to_json(discovery(tenant, self.public_url(), choices.JWKS_PATHS[0])))
@@ -115,7 +102,7 @@ def select(identities: Identities, selector: tuple[str, str] | None) -> Identity
             return identities.system
         if len(identities.user) == 1:
             return identities.user[0]
-        return MULTIPLE if identities.user else NOT_FOUND
+        return responses.IDENTITY_MULTIPLE if identities.user else responses.IDENTITY_NOT_FOUND
     name, value = selector
     value = value.lower()
     candidates = identities.all if choices.IDENTITY_SYSTEM_SELECTABLE else identities.user
@@ -126,7 +113,7 @@ def select(identities: Identities, selector: tuple[str, str] | None) -> Identity
             return identity
         if name in ("msi_res_id", "mi_res_id") and identity.kind == "user" and identity.resource_id.lower() == value:
             return identity
-    return NOT_FOUND
+    return responses.IDENTITY_NOT_FOUND
 
 
 def _get_only(body: Callable[[], bytes]) -> Callable[[Request], Response]:

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import catalog, render
-from ..choices import BAD_PARAMETER_BODY, UNKNOWN_PATH_BODY
+from ....azure import ENDPOINT_INTRODUCED
+from ...model import catalog
+from .. import render, responses
 from ..http import Response
-from ..profile import Vm
-from . import Endpoint, Outcome
+from ..ports import VmView
+from .base import Endpoint, Outcome
 
-#: The real 404 when the VM is behind no Standard load balancer (2023 capture).
-NO_LOADBALANCER = Response(404, b'{"error":"No load balancer metadata is found. Please check if your VM is using '
-                                b'any non-basic SKU load balancer and retry later."}')
+__all__ = ["LoadBalancerEndpoint", "document"]
 
 
 class LoadBalancerEndpoint(Endpoint):
     name = "loadbalancer"
-    introduced = catalog.ENDPOINT_INTRODUCED["loadbalancer"]
+    introduced = ENDPOINT_INTRODUCED["loadbalancer"]
 
-    def resolve(self, vm: Vm, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
+    def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
         if keys:
-            return Response(404, UNKNOWN_PATH_BODY)
+            return responses.UNKNOWN_PATH
         if query.get("format", "json") != "json":
-            return Response(400, BAD_PARAMETER_BODY)
+            return responses.BAD_PARAMETER
         if vm.loadbalancer is None:
-            return NO_LOADBALANCER
+            return responses.NO_LOADBALANCER_404
         return Response(200, render.to_json({"loadbalancer": document(vm.loadbalancer)}))
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
-from .. import catalog
-from ..choices import UNKNOWN_PATH_BODY
+from ....azure import INSTANCE_VERSIONS
+from ...model.catalog import Versions
+from .. import responses
 from ..http import Response
-from ..profile import Vm
-from . import Endpoint, Outcome
+from ..ports import VmView
+from .base import Endpoint, Outcome
+
+__all__ = ["VersionsEndpoint"]
 
 
 class VersionsEndpoint(Endpoint):
@@ -16,10 +19,8 @@ class VersionsEndpoint(Endpoint):
 
     def __init__(self, newest: str | None = None):
         super().__init__(newest)
-        accepted = catalog.Versions(catalog.INSTANCE_VERSIONS, newest=newest).accepted
-        body = json.dumps({"apiVersions": list(accepted)}, separators=(",", ":")).encode()
-        self.answer = Response(200, body)
-        self.not_found = Response(404, UNKNOWN_PATH_BODY)
+        accepted = Versions(INSTANCE_VERSIONS, newest=newest).accepted
+        self.answer = Response(200, json.dumps({"apiVersions": list(accepted)}, separators=(",", ":")).encode())
 
-    def resolve(self, vm: Vm, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
-        return self.not_found if keys else self.answer
+    def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
+        return responses.UNKNOWN_PATH if keys else self.answer

@@ -1,0 +1,165 @@
+"""The emulator's commands: ``serve``, ``run`` (a command beside an emulator in a network namespace) and ``ca``.
+
+``serve``'s flags are made from ``azimds.emulator.config.OPTIONS`` (one per option, each with its
+``AZIMDS_*`` variable); values are validated in one place, ``Config.build``, which names the flag, variable
+or profile key a bad one came from. The emulator's dependencies are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._common import EXIT_OK, EXIT_USAGE, error, rate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["COMMANDS", "add_commands"]
+
+#: The commands this module adds, and so handles.
+COMMANDS = ("serve", "run", "_run-inside", "ca")
+
+_EXTRA = "the emulator needs its extra: pip install 'azimds[emulator]'"
+
+
+def add_commands(commands: Any) -> None:
+    _add_serve(commands)
+    _add_run(commands)
+    _add_ca(commands)
+
+
+def _add_serve(commands: Any) -> None:
+    from ..emulator.config import OPTIONS
+
+    serve = commands.add_parser(
+        "serve", help="run the emulator", description="Serve /metadata for the VM a profile describes "
+        "(the embedded default VM without --profile). Prints 'azimds: serving URL' when ready. Every option "
+        "may also be given by its AZIMDS_* variable or, where it has one, the profile's azimds: key; flags win "
+        "over variables, variables over the profile.")
+    for option in OPTIONS:
+        kwargs: dict[str, Any] = {"metavar": option.metavar, "dest": option.name, "default": None,
+                                  "help": f"{option.help} (${option.env})"}
+        if option.repeatable:
+            kwargs["action"] = "append"
+        serve.add_argument(option.flag, **kwargs)
+    serve.set_defaults(run=_serve)
+
+
+def _add_run(commands: Any) -> None:
+    description = ("Run COMMAND in a private network namespace where http://169.254.169.254 is an emulator "
+                   "(port 80): the docs' curl lines and unmodified SDKs work as on a VM, and the host's network "
+                   "is not touched. Needs unshare (util-linux) and ip (iproute2), and root or unprivileged "
+                   "user namespaces. Exits with COMMAND's exit code (128+N if a signal N ended it).")
+    epilog = "exit codes: COMMAND's, or 2 when the namespace or the emulator cannot be set up"
+    for name, run in (("run", _run), ("_run-inside", _run_inside)):
+        kwargs = {"help": "run a command where 169.254.169.254 is the emulator"} if name == "run" else {}
+        command = commands.add_parser(name, description=description, epilog=epilog, **kwargs)
+        command.add_argument("--profile", metavar="FILE", help="VM profile (default: the embedded default VM)")
+        command.add_argument("--state-dir", metavar="DIR", default=None,
+                             help="persist the emulator's state here (default: nothing persisted)")
+        command.add_argument("--rate-limit", type=rate, metavar="N", default=None,
+                             help="requests per second per source address, 0 for no limit (default: 5)")
+        command.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
+                             help="the command and its arguments")
+        command.set_defaults(run=run)
+
+
+def _add_ca(commands: Any) -> None:
+    ca = commands.add_parser("ca", help="the emulator's certificate authority",
+                             description="Export the emulator's root (and intermediate) certificate as PEM: "
+                                         "what clients trust to verify its attested documents.")
+    ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
+    ca_commands.required = True
+    export = ca_commands.add_parser("export", help="write the root certificate (PEM)",
+                                    description="Write the root certificate of the CA in the state directory "
+                                                "(made there if absent, as 'serve' would).")
+    export.add_argument("--state-dir", metavar="DIR", help="the emulator's state directory "
+                                                            "(default: ~/.local/state/azimds)")
+    export.add_argument("--intermediate", action="store_true", help="the intermediate too, after the root")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
+    export.set_defaults(run=_ca_export)
+
+
+# -- serve -------------------------------------------------------------------------------------------------
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        from ..emulator.app import App, configure, serve
+        from ..emulator.config import OPTIONS, default_state_dir, env_options
+    except ImportError as exc:
+        error(f"{_EXTRA} ({exc.name} is missing)")
+        return EXIT_USAGE
+    flags = {option.name: getattr(args, option.name) for option in OPTIONS}
+    config, profile = configure(flags=flags, env=env_options(), defaults={"state_dir": default_state_dir()})
+    app = App(config, profile)
+    try:
+        return serve(app, ready=lambda line: print(line, flush=True))
+    except OSError as exc:
+        error(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+    return EXIT_USAGE
+
+
+# -- ca ----------------------------------------------------------------------------------------------------
+
+def _ca_export(args: argparse.Namespace) -> int:
+    from ..emulator.config import default_state_dir
+    from ..emulator.service.pki import export_ca
+
+    text = export_ca(args.state_dir or default_state_dir(), intermediate=args.intermediate)
+    if args.output:
+        with open(args.output, "w", encoding="ascii") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+# -- run -------------------------------------------------------------------------------------------------
+
+def _run(args: argparse.Namespace) -> int:
+    """Re-run this CLI as ``_run-inside`` in a new network namespace, passing the options on."""
+    from ..emulator import netns
+
+    options = []
+    for flag, value in (("--profile", args.profile), ("--state-dir", args.state_dir),
+                        ("--rate-limit", args.rate_limit)):
+        if value is not None:
+            options += [flag, str(value)]
+    try:
+        return _exit_code(netns.run(_command_line(args), options))
+    except netns.NetnsError as exc:
+        error(str(exc))
+        return EXIT_USAGE
+
+
+def _run_inside(args: argparse.Namespace) -> int:
+    """In the namespace: serve on 169.254.169.254:80 and run the command (netns.inside)."""
+    import subprocess
+
+    from ..emulator import netns
+    from ..errors import ProfileError
+
+    try:
+        return _exit_code(netns.inside(_command_line(args), profile=args.profile, state_dir=args.state_dir,
+                                       rate_limit=args.rate_limit))
+    except ProfileError as exc:
+        error(f"bad profile: {'; '.join(str(exc).splitlines())}")
+    except subprocess.CalledProcessError as exc:
+        error(f"cannot set up the namespace's loopback: {' '.join(exc.cmd)}: "
+              f"{(exc.stderr or b'').decode(errors='replace').strip() or f'exit {exc.returncode}'}")
+    except OSError as exc:
+        error(f"cannot start the emulator: {exc}")
+    return EXIT_USAGE
+
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The command after ``--`` (argparse keeps that separator in front of a REMAINDER)."""
+    command = list(args.command)
+    return command[1:] if command[:1] == ["--"] else command
+
+
+def _exit_code(code: int) -> int:
+    """A child's exit code as a shell reports it: 128 + N when signal N ended it."""
+    return 128 - code if code < 0 else code

@@ -1,0 +1,349 @@
+"""The emulator's one configuration object, and every option it has, each written once.
+
+``OPTIONS`` lists every option with its flag (``azimds serve --rate-limit``), its environment variable
+(``AZIMDS_RATE_LIMIT``), its key in a profile's ``azimds:`` section where it has one (``rateLimit``), its
+default and what it means. ``Config.build`` makes the configuration from them, later sources winning:
+defaults < the profile's ``azimds:`` section < environment < flags (or ``Emulator(...)`` keywords), and
+validates every value in one place, naming where a bad one came from. The CLI builds ``serve``'s flags from
+this table and the README's option table is generated from it (a test keeps them equal).
+
+Standard library only at import: the CLI reads this module on every ``serve``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+
+TYPE_CHECKING = False  # typing costs milliseconds at import, and ``azimds ctl`` reads this module
+if TYPE_CHECKING:
+    from typing import Any
+
+from ..azure import INSTANCE_VERSIONS
+from ..errors import ProfileError, UsageError
+
+__all__ = ["DEFAULT_CONTROL_PORT", "DEFAULT_PORT", "ENV_PREFIX", "OPTIONS", "Config", "Option", "default_state_dir",
+           "markdown_table"]
+
+DEFAULT_PORT = 8169  # the real service listens on 169.254.169.254:80; this is our loopback default
+DEFAULT_CONTROL_PORT = 8170
+ENV_PREFIX = "AZIMDS_"
+#: ``Server`` header: ``IMDS/`` and the newest build seen on a real VM (2024; spec §2).
+SERVER_VERSION = "150.870.65.1253"
+
+
+def default_state_dir() -> str:
+    """Where ``serve`` keeps state, keys and its control token: ``$XDG_STATE_HOME/azimds``, else
+    ``~/.local/state/azimds``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "azimds")
+
+
+# -- value parsers: text (a flag or a variable) or a profile value to a typed value; ValueError says why ----
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {value!r}")
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {value!r}")
+    return number
+
+
+def _whole(value: Any) -> int:
+    number = _number(value)
+    if number != int(number):
+        raise ValueError(f"must be a whole number, not {value!r}")
+    return int(number)
+
+
+def _rate(value: Any) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (off) or more, not {value!r}")
+    return number
+
+
+def _count(value: Any) -> int:
+    number = _whole(value)
+    if number < 0:
+        raise ValueError(f"must be 0 (off) or more, not {value!r}")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _whole(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port must be 0-65535, not {value!r}")
+    return number
+
+
+def _speed(value: Any) -> float:
+    number = _number(value)
+    if not 0 < number <= 1_000_000:
+        raise ValueError(f"must be more than 0 and at most 1000000, not {value!r}")
+    return number
+
+
+def _version(value: Any) -> str:
+    text = _text(value)
+    if text not in INSTANCE_VERSIONS:
+        raise ValueError(f"{text!r} is not an instance api-version; known: {', '.join(INSTANCE_VERSIONS)}")
+    return text
+
+
+def _server_version(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"\d+\.\d+\.\d+\.\d+", text):
+        raise ValueError(f"must be four dot-separated numbers like {SERVER_VERSION}, not {text!r}")
+    return text
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"https?://[^/\s?#]+/?", text):
+        raise ValueError(f"must be http://HOST[:PORT] or https://HOST[:PORT], not {text!r}")
+    return text.rstrip("/")
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, not {text!r}")
+        return text
+    return parse
+
+
+def _path(value: Any) -> str:
+    text = _text(os.fspath(value) if isinstance(value, os.PathLike) else value)
+    if not text:
+        raise ValueError("must be a path, not empty")
+    return text
+
+
+def _optional_path(value: Any) -> str | None:
+    """A path, or nothing: an empty text means "none" (``--state-dir ''`` persists nothing)."""
+    text = _text(os.fspath(value) if isinstance(value, os.PathLike) else value)
+    return text or None
+
+
+def _token(value: Any) -> str:
+    text = _text(value)
+    if not text or any(c.isspace() for c in text) or not text.isprintable():
+        raise ValueError("must be a token of printable characters without spaces")
+    return text
+
+
+def _faults(value: Any) -> tuple[Any, ...]:
+    """Fault rules: flag text ``PATTERN=SPEC`` (several in a variable, separated by white space) or the
+    profile's list of mappings."""
+    from .model.faults import FaultRule
+
+    if isinstance(value, str):
+        return tuple(FaultRule.from_spec(text) for text in value.split())
+    if isinstance(value, FaultRule):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        rules = []
+        for index, item in enumerate(value):
+            try:
+                if isinstance(item, FaultRule):
+                    rules.append(item)
+                elif isinstance(item, str):
+                    rules.append(FaultRule.from_spec(item))
+                else:
+                    rules.append(FaultRule.from_mapping(item, lax=True))
+            except ProfileError as exc:
+                raise ProfileError("", [(f"[{index}]" + (f".{p.where}" if p.where else ""), p.what)
+                                        for p in exc.problems]) from None
+        return tuple(rules)
+    raise ValueError(f"must be a list of faults, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name in ``Config``, where it can be given, its parser, default and meaning."""
+
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = "VALUE"
+    profile_key: str | None = None  # its key in the profile's ``azimds:`` section, if it may be set there
+    choices: tuple[str, ...] = ()
+    repeatable: bool = False  # several values add up (flags repeat; the variable separates them by spaces)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("profile", _path, None, "the VM profile, YAML or JSON (a captured IMDS document works); default: the "
+           "embedded default VM", "FILE"),
+    Option("host", _text, "127.0.0.1", "address the metadata port listens on", "ADDRESS"),
+    Option("port", _port, DEFAULT_PORT, "metadata port; 0 picks a free one", "PORT"),
+    Option("rate_limit", _rate, 5.0, "requests per second per VM (per source address for one VM) on "
+           "/metadata, identity apart; 0 for no limit", "N", "rateLimit"),
+    Option("identity_rate_limit", _rate, 20.0, "identity requests (/metadata/identity/*) per second per VM; 0 "
+           "for no limit", "N", "identityRateLimit"),
+    Option("identity_concurrency", _count, 5, "identity requests in flight per VM; 0 for no limit", "N",
+           "identityConcurrency"),
+    Option("newest_version", _version, None, "behave as a service whose newest api-version is V (to test a "
+           "client's fallback)", "V", "newestVersion"),
+    Option("server_version", _server_version, SERVER_VERSION, "the build in the Server header (IMDS/...)",
+           "BUILD", "serverVersion"),
+    Option("fault", _faults, (), "inject a fault, e.g. '/metadata/instance*=status:410,first-seconds:70' "
+           "(see README 'Faults'); added to the profile's", "PATTERN=SPEC", "faults", repeatable=True),
+    Option("clock", _choice("real", "manual"), "real", "real time, or manual: time moves only when the "
+           "control plane says", "MODE", choices=("real", "manual")),
+    Option("clock_speed", _speed, 1.0, "run the clock X times as fast, e.g. 60 for an hour a minute", "X"),
+    Option("scenario", _path, None, "events to publish at offsets from start (YAML/JSON; see README "
+           "'Scenarios'), after the profile's own", "FILE"),
+    Option("public_url", _url, None, "how clients reach the metadata port, for the attested certificate's AIA "
+           "URL and the token issuer's jwks_uri; default: the listening URL", "URL", "publicUrl"),
+    Option("state_dir", _optional_path, None, "where state, keys and the control token live; '' keeps nothing "
+           "(serve's default: $XDG_STATE_HOME/azimds, else ~/.local/state/azimds)", "DIR"),
+    Option("control_host", _text, "127.0.0.1", "address the control plane listens on", "ADDRESS"),
+    Option("control_port", _port, DEFAULT_CONTROL_PORT, "control plane port; 0 picks a free one", "PORT"),
+    Option("control_token", _token, None, "the control plane's bearer token; default: generated and written to "
+           "STATE_DIR/control-token", "TOKEN"),
+    Option("log_format", _choice("none", "json"), "none", "json: one structured line per request on stderr",
+           "FORMAT", choices=("none", "json")),
+)
+
+_BY_NAME = {option.name: option for option in OPTIONS}
+_BY_PROFILE_KEY = {option.profile_key: option for option in OPTIONS if option.profile_key}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the emulator is told, as opposed to what its VM is (that is the profile).
+
+    ``profile`` is a path, or in a test suite a parsed tree (``dict``) or a loaded ``Profile``; None is the
+    embedded default VM. ``state_dir`` None keeps nothing on disk. ``control_port`` None runs no control plane.
+    """
+
+    profile: Any = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    rate_limit: float = 5.0
+    identity_rate_limit: float = 20.0
+    identity_concurrency: int = 5
+    newest_version: str | None = None
+    server_version: str = SERVER_VERSION
+    fault: tuple[Any, ...] = ()  # model.faults.FaultRule: the profile's, then the environment's and the flags'
+    clock: str = "real"
+    clock_speed: float = 1.0
+    scenario: str | None = None
+    public_url: str | None = None
+    state_dir: str | None = None
+    control_host: str = "127.0.0.1"
+    control_port: int | None = DEFAULT_CONTROL_PORT
+    control_token: str | None = None
+    log_format: str = "none"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
+
+    @classmethod
+    def build(cls, *, profile_settings: Mapping[str, Any] | None = None, profile_source: str = "profile",
+              env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None,
+              defaults: Mapping[str, Any] | None = None) -> Config:
+        """Defaults (``defaults`` replacing the table's) < profile ``azimds:`` section < environment < flags.
+
+        ``flags`` are raw values by option name (text from the command line, or typed values from
+        ``Emulator(...)``); None means "not given". Raises ProfileError naming every bad value and its source
+        (the flag, the variable, or ``azimds.<key>`` in the profile).
+        """
+        values: dict[str, Any] = {option.name: option.default for option in OPTIONS}
+        sources: dict[str, str] = {}
+        problems: list[tuple[str, str]] = []
+        profile_problems: list[tuple[str, str]] = []
+        for name, value in (defaults or {}).items():
+            values[name] = value
+        for key, value in (profile_settings or {}).items():
+            option = _BY_PROFILE_KEY.get(key)
+            if option is None:
+                profile_problems.append((f"azimds.{key}", "unknown field; known: "
+                                         + ", ".join(sorted(_BY_PROFILE_KEY))))
+                continue
+            _take(option, value, f"azimds.{key}", values, sources, profile_problems)
+        for option in OPTIONS:
+            text = (env or {}).get(option.env)
+            if text is not None:
+                _take(option, text, option.env, values, sources, problems)
+        for name, value in (flags or {}).items():
+            option = _BY_NAME.get(name)
+            if option is None:
+                raise UsageError(f"unknown option {name!r}")
+            if value is None or (option.repeatable and not value):
+                continue
+            if option.repeatable and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                value = " ".join(value)
+            _take(option, value, option.flag, values, sources, problems)
+        if profile_problems:
+            raise ProfileError(profile_source, profile_problems + problems)
+        if problems:
+            raise ProfileError("", problems)
+        return cls(**{name: values[name] for name in _BY_NAME}, sources=sources)
+
+    def with_(self, **changes: Any) -> Config:
+        """A copy with some values replaced (already typed; not validated again)."""
+        return replace(self, **changes)
+
+
+def _take(option: Option, value: Any, where: str, values: dict[str, Any], sources: dict[str, str],
+          problems: list[tuple[str, str]]) -> None:
+    try:
+        parsed = option.parse(value)
+    except ProfileError as exc:  # a fault rule names its own problems
+        problems.extend((where + (p.where if p.where.startswith("[") else f".{p.where}" if p.where else ""), p.what)
+                        for p in exc.problems)
+        return
+    except ValueError as exc:
+        problems.append((where, str(exc)))
+        return
+    if option.repeatable:
+        parsed = tuple(values.get(option.name) or ()) + tuple(parsed)
+    values[option.name] = parsed
+    sources[option.name] = where
+
+
+def env_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``AZIMDS_*`` variables that name options (others, such as AZIMDS_ENDPOINT, are the client's)."""
+    environ = os.environ if environ is None else environ
+    return {option.env: environ[option.env] for option in OPTIONS if option.env in environ}
+
+
+def markdown_table(options: Iterable[Option] = OPTIONS) -> str:
+    """The README's table of options (``python -m azimds.emulator.config`` prints it)."""
+    rows = ["| Flag | Variable | Profile (`azimds:`) | Default | Meaning |", "|---|---|---|---|---|"]
+    for option in options:
+        default = "—" if option.default in (None, ()) else f"`{option.default}`"
+        key = f"`{option.profile_key}`" if option.profile_key else "—"
+        rows.append(f"| `{option.flag} {option.metavar}` | `{option.env}` | {key} | {default} | {option.help} |")
+    return "\n".join(rows)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Config) if f.name != "sources")
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,77 @@
+"""What the metadata service needs from the world it answers about, as protocols (the world implements them).
+
+The service is the metadata port's rules, routing and rendering; it does not know how the world keeps VMs,
+events, faults or time (one process or many, memory or an engine). It asks for the VM a source address
+belongs to, reads that VM's documents and events through these methods, and reports every request it answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+from ..model.faults import FaultRule
+from ..model.identities import Identities
+
+__all__ = ["FaultsView", "JournalEntry", "VmView", "WorldView"]
+
+
+class JournalEntry(NamedTuple):
+    """One request the metadata port answered: for test assertions and the control plane."""
+
+    time: float  # emulated clock, epoch seconds
+    peer: str
+    method: str
+    url: str
+    status: int  # 0 when a fault dropped the connection
+    latency: float  # real seconds from request to answer
+
+
+class FaultsView(Protocol):
+    def __bool__(self) -> bool: ...
+
+    def match(self, path: str) -> FaultRule | None:
+        """The first active fault that applies to a request for ``path`` (and counts it), or None."""
+
+
+class VmView(Protocol):
+    """One VM as the service sees it. ``cache`` holds what the service derived from the VM as it is now; the
+    world empties it whenever the VM changes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def instance(self) -> dict[str, Any]: ...
+
+    @property
+    def loadbalancer(self) -> dict[str, Any] | None: ...
+
+    @property
+    def identities(self) -> Identities: ...
+
+    @property
+    def cache(self) -> dict[Any, Any]: ...
+
+    @property
+    def faults(self) -> FaultsView: ...
+
+    def events_document(self, version: str, prefix: str = "") -> dict[str, Any]:
+        """The scheduled events document this VM sees now (wire key order, gated by ``version``)."""
+
+    def approve_events(self, event_ids: list[str]) -> str | None:
+        """Approve events on this VM's behalf, all or none: the first id that is no current event, or None."""
+
+
+class WorldView(Protocol):
+    @property
+    def per_vm_limits(self) -> bool:
+        """Rate limits count per VM (a fleet) rather than per source address (one VM)."""
+
+    def vm_for(self, peer: str) -> VmView | None:
+        """The VM a source address belongs to; None when the world refuses strangers."""
+
+    def now(self) -> float:
+        """The emulated time, epoch seconds."""
+
+    def record(self, entry: JournalEntry) -> None:
+        """Keep a request in the journal and the metrics."""

@@ -1,0 +1,46 @@
+"""What the metadata port answered: the journal of recent requests and the cumulative metrics."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+
+from ..service.metadata import endpoint_label
+from ..service.ports import JournalEntry
+
+__all__ = ["Journal", "JournalEntry", "Metrics"]
+
+
+class Metrics:
+    """Cumulative request counts by endpoint and status, and a latency histogram, for /metrics."""
+
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency_counts = [0] * (len(self.BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe(self, endpoint: str, status: int, latency: float) -> None:
+        key = (endpoint, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.latency_counts[bisect.bisect_left(self.BUCKETS, latency)] += 1
+        self.latency_sum += latency
+
+
+class Journal:
+    """The last ``size`` requests, oldest first, and the metrics of all of them."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.entries: deque[JournalEntry] = deque(maxlen=size)
+        self.metrics = Metrics()
+
+    def record(self, entry: JournalEntry) -> None:
+        self.entries.append(entry)
+        self.metrics.observe(endpoint_label(entry.url), entry.status, entry.latency)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)

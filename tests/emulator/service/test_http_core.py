@@ -1,0 +1,243 @@
+"""The HTTP core on raw sockets: keep-alive, pipelining, bounds, malformed input, timeouts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from azimds.emulator.service.http import Request, Response
+from azimds.emulator.service.server import HttpServer, Limits
+
+from tests.support import fetch
+
+GET = b"GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n"
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    return sock
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """Read exactly ``count`` responses (Content-Length framed) off the socket."""
+    buffer = b""
+    out = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed after {len(out)} responses")
+            buffer += chunk
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers["content-length"])
+        while len(buffer) < length:
+            buffer += sock.recv(65536)
+        out.append((int(lines[0].split()[1]), headers, buffer[:length]))
+        buffer = buffer[length:]
+    return out
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(shared_vm):
+    with connect(shared_vm.url) as sock:
+        for _ in range(20):
+            sock.sendall(GET)
+            [(status, headers, body)] = read_responses(sock, 1)
+            assert (status, body) == (200, b"web-01") and "connection" not in headers
+
+
+def test_pipelined_requests_answered_in_order(shared_vm):
+    other = GET.replace(b"compute/name", b"compute/location")
+    with connect(shared_vm.url) as sock:
+        sock.sendall(GET + other + GET + other)
+        bodies = [body for _, _, body in read_responses(sock, 4)]
+    assert bodies == [b"web-01", b"eastus", b"web-01", b"eastus"]
+
+
+@pytest.mark.parametrize("request_bytes", [
+    GET.replace(b"HTTP/1.1", b"HTTP/1.0"),
+    GET.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"),
+])
+def test_close_when_the_client_asks(shared_vm, request_bytes):
+    with connect(shared_vm.url) as sock:
+        sock.sendall(request_bytes)
+        [(status, headers, body)] = read_responses(sock, 1)
+        assert status == 200 and headers.get("connection") == "close"
+        assert closed_by_peer(sock)
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
+    (b"POST /metadata/scheduledevents HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n" + b"x" * 70000, 413),
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n", 400),
+    (b"GET / HTTP/9.9\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),  # a TLS ClientHello on the plain port
+])
+def test_bad_requests_get_a_clear_4xx_and_a_closed_connection(shared_vm, request_bytes, status):
+    with connect(shared_vm.url) as sock:
+        try:
+            sock.sendall(request_bytes)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        [(got, headers, body)] = read_responses(sock, 1)
+        assert got == status and headers["connection"] == "close" and body.startswith(b'{"error":')
+        assert closed_by_peer(sock)
+    assert fetch(shared_vm.url, "/metadata/instance?api-version=2021-02-01").status == 200  # still serving
+
+
+def test_a_slow_client_does_not_stall_others(shared_vm):
+    with connect(shared_vm.url) as slow:
+        slow.sendall(GET[:20])  # half a request line, then nothing
+        start = time.monotonic()
+        for _ in range(5):
+            assert fetch(shared_vm.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text").status == 200
+        assert time.monotonic() - start < 2
+        slow.sendall(GET[20:])
+        assert read_responses(slow, 1)[0][2] == b"web-01"
+
+
+def test_a_client_that_does_not_read_does_not_stall_others(shared_vm):
+    with connect(shared_vm.url) as greedy:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.sendall(GET.replace(b"compute/name?", b"?").replace(b"&format=text", b"") * 2000)
+        assert fetch(shared_vm.url, "/metadata/instance?api-version=2021-02-01").status == 200
+
+
+class TinyServer:
+    """An HttpServer with a trivial handler and chosen limits, on its own loop thread."""
+
+    def __init__(self, limits: Limits, handler=None):
+        self.loop = asyncio.new_event_loop()
+        self.server = HttpServer(handler or (lambda r: Response(200, b"ok")), limits=limits)
+        ready = threading.Event()
+
+        def run():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait()
+        self.url = self.server.url
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_idle_connections_are_closed():
+    tiny = TinyServer(Limits(idle_timeout=1.0))
+    try:
+        with connect(tiny.url) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(sock, 1)[0][2] == b"ok"
+            started = time.monotonic()
+            assert closed_by_peer(sock)
+            assert 0.9 <= time.monotonic() - started < 4
+    finally:
+        tiny.close()
+
+
+def test_requests_that_never_finish_time_out_with_408():
+    tiny = TinyServer(Limits(request_timeout=1.0))
+    try:
+        with connect(tiny.url) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never end
+            [(status, headers, _)] = read_responses(sock, 1)
+            assert status == 408 and headers["connection"] == "close"
+    finally:
+        tiny.close()
+
+
+def test_handler_exception_is_a_500_and_the_connection_survives():
+    def handler(request: Request) -> Response:
+        if request.url == b"/boom":
+            raise RuntimeError("boom")
+        return Response(200, b"ok")
+
+    tiny = TinyServer(Limits(), handler)
+    tiny.server._on_error = lambda request, exc: None
+    try:
+        with connect(tiny.url) as sock:
+            sock.sendall(b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert [s for s, _, _ in read_responses(sock, 2)] == [500, 200]
+    finally:
+        tiny.close()
+
+
+def test_async_answers_keep_pipeline_order():
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(0.2)
+        return Response(200, b"slow")
+
+    def handler(request: Request):
+        return slow(request) if request.url == b"/slow" else Response(200, b"fast")
+
+    tiny = TinyServer(Limits(), handler)
+    try:
+        with connect(tiny.url) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert [b for _, _, b in read_responses(sock, 2)] == [b"slow", b"fast"]
+    finally:
+        tiny.close()
+
+
+def test_connection_limit():
+    tiny = TinyServer(Limits(max_connections=2))
+    try:
+        a, b = connect(tiny.url), connect(tiny.url)
+        for s in (a, b):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(s, 1)[0][0] == 200
+        with connect(tiny.url) as third:
+            assert closed_by_peer(third)
+        a.close()
+        b.close()
+    finally:
+        tiny.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_shuts_down_cleanly_on_signal(serve, sig):
+    proc = serve("--rate-limit", "0")
+    assert fetch(proc.url, "/metadata/instance?api-version=2021-02-01").status == 200
+    with connect(proc.url) as idle:
+        idle.sendall(GET)
+        read_responses(idle, 1)
+        proc.proc.send_signal(sig)
+        assert proc.proc.wait(timeout=10) == 0
+        assert closed_by_peer(idle)
+    assert "Traceback" not in proc.proc.stderr.read()
+
+
+def test_serve_reports_a_busy_port(serve):
+    import subprocess
+
+    from tests.support import AZIMDS
+
+    first = serve()
+    port = first.url.rsplit(":", 1)[1]
+    run = subprocess.run([*AZIMDS, "serve", "--port", port], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "cannot listen on" in run.stderr and "Traceback" not in run.stderr
