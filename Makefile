@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: serve test bench sysdeps clean
+.PHONY: serve test lint bench sysdeps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,12 @@ serve: $(VENV)/.installed
 sysdeps:
 	@bash scripts/sysdeps.sh
 
-test: $(VENV)/.installed sysdeps
+test: $(VENV)/.installed sysdeps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed sysdeps
 	$(BIN)/python bench/run.py $(ARGS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from azimds.emulator.service.choices import markdown_table
-
 from tests.support import ROOT
 
 

@@ -16,7 +16,6 @@ import pytest
 
 from azimds.cli import ctl as ctl_module
 from azimds.emulator.config import default_state_dir
-
 from tests.support import ServeProcess, fetch
 
 CLI = [sys.executable, "-m", "azimds"]

@@ -10,7 +10,6 @@ import pytest
 
 from azimds import Emulator
 from azimds.client import Client, ImdsError
-
 from tests.support import AZIMDS
 
 

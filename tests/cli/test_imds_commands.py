@@ -19,7 +19,6 @@ from azimds import Emulator
 from azimds.azure import INSTANCE_VERSIONS
 from azimds.client import DEFAULT_DEADLINE, ZERO_GUID
 from azimds.emulator.model.faults import FaultRule as Fault
-
 from tests.support import fetch
 
 CLI = [sys.executable, "-m", "azimds"]
@@ -244,8 +243,7 @@ def test_dump_help_says_what_redact_does() -> None:
 
 def test_proxy_variables_are_ignored(serve) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
-    proxies = {name: dead for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                                       "all_proxy")}
+    proxies = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"), dead)
     env = env_without("NO_PROXY", "no_proxy", "AZIMDS_ENDPOINT", **proxies)
     server = serve("--rate-limit", "0")
     done = azimds("tags", "tag_key", "--endpoint", server.url, "--deadline", "3", env=env)

@@ -22,11 +22,21 @@ import pytest
 from azimds import Emulator
 from azimds.azure import INSTANCE_VERSIONS
 from azimds.client import (
-    DEFAULT_API_VERSION, PROCESS_LIMITER, ZERO_GUID, Backoff, Client, ImdsError, ImdsUnavailable, NotFound,
-    TokenBucket, capture, parse_tags, redact, tags_of,
+    DEFAULT_API_VERSION,
+    PROCESS_LIMITER,
+    ZERO_GUID,
+    Backoff,
+    Client,
+    ImdsError,
+    ImdsUnavailable,
+    NotFound,
+    TokenBucket,
+    capture,
+    parse_tags,
+    redact,
+    tags_of,
 )
 from azimds.emulator.model.faults import FaultRule as Fault
-
 from tests.support import fetch
 
 COMPUTE = "/metadata/instance/compute"

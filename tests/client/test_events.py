@@ -22,7 +22,6 @@ import pytest
 from azimds import Emulator
 from azimds.client import FIRST_EVENTS_TIMEOUT, Backoff, Client, ImdsError, ImdsUnavailable, touches
 from azimds.emulator.model.faults import FaultRule as Fault
-
 from tests.support import fetch
 
 CLI = [sys.executable, "-m", "azimds"]

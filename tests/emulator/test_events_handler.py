@@ -8,7 +8,6 @@ import sys
 import time
 
 from azimds import Emulator
-
 from tests.support import DATA, fetch
 
 

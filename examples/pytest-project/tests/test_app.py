@@ -1,8 +1,7 @@
 """Copy-paste example: testing IMDS-dependent code with azimds' pytest fixture."""
 
-import pytest
-
 import app
+import pytest
 
 
 def test_reads_the_default_vms_tag(imds):
@@ -18,7 +17,6 @@ def test_reads_a_tag_from_my_profile(imds):
 
 def test_every_vm_of_a_fleet_reads_its_own_tags(imds_fleet):
     import http.client
-    import json
 
     names = set()
     for i in range(10):  # the default fleet: web_0 … web_9 calling from 127.1.0.0 … 127.1.0.9

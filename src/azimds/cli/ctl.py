@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC
 from urllib.parse import quote, urlencode
 
 from ..azure import EVENT_TYPES
@@ -172,14 +173,14 @@ def _moment(text: str) -> float:
         return float(text)
     except ValueError:
         pass
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"a time is epoch seconds or ISO 8601 "
                                          f"(2026-04-11T22:00:00Z), not {text!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _count(text: str) -> int:

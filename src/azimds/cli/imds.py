@@ -7,7 +7,6 @@ imports the emulator or any third-party module; ``attested --verify`` loads the 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import AttestationError, UsageError
 from ._common import (

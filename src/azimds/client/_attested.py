@@ -25,9 +25,10 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..azure import TIMESTAMP_FORMAT, cloud_domain
 from ..errors import (
@@ -222,7 +223,7 @@ def _content(signed: bytes) -> dict[str, Any]:
 def _window(content: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
     stamp = content.get("timeStamp")
     try:
-        return tuple(dt.datetime.strptime(stamp[k], TIMESTAMP_FORMAT).replace(tzinfo=dt.timezone.utc)  # type: ignore[return-value]
+        return tuple(dt.datetime.strptime(stamp[k], TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)  # type: ignore[return-value]
                      for k in ("createdOn", "expiresOn"))
     except (TypeError, KeyError, ValueError):
         raise FormatError(f"timeStamp is not createdOn/expiresOn in the form {TIMESTAMP_FORMAT!r}: {stamp!r}") from None
@@ -323,7 +324,7 @@ def _fetch_issuers(cert: Any, timeout: float) -> list[Any]:
 
 def _instant(now: dt.datetime | float | None) -> dt.datetime:
     if now is None:
-        return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
     if isinstance(now, (int, float)):
-        return dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.fromtimestamp(now, dt.UTC)
+    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)

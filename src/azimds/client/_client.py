@@ -70,7 +70,7 @@ _SCALE_SET_INSTANCE = re.compile(r"/virtualMachineScaleSets/([^/]+)/virtualMachi
 class _Call:
     """One call's clock: its deadline and how many attempts it made."""
 
-    __slots__ = ("clock", "start", "end", "attempts", "last_try")
+    __slots__ = ("attempts", "clock", "end", "last_try", "start")
 
     def __init__(self, clock: Callable[[], float], seconds: float) -> None:
         if not seconds > 0:

@@ -27,8 +27,16 @@ class Backoff:
     that retry is the last.
     """
 
-    __slots__ = ("delta", "cap", "jitter", "retries", "not_found_retries", "gone_for", "server_error_min",
-                 "min_attempt")
+    __slots__ = (
+        "cap",
+        "delta",
+        "gone_for",
+        "jitter",
+        "min_attempt",
+        "not_found_retries",
+        "retries",
+        "server_error_min",
+    )
 
     def __init__(self, *, delta: float = 2.0, cap: float = 60.0, jitter: float = 0.2, retries: int = 5,
                  not_found_retries: int = 3, gone_for: float = 70.0, server_error_min: float = 1.0,

@@ -12,10 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["NetnsError", "run", "inside"]
+__all__ = ["NetnsError", "inside", "run"]
 
 IMDS_ADDRESS = "169.254.169.254"
 

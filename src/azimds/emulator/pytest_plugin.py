@@ -15,7 +15,8 @@ calling from 127.1.0.0 … 127.1.0.9 (bind a client there: ``source_address=("12
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from azimds import Emulator
-
 from tests.support import fetch
 
 SE = "/metadata/scheduledevents?api-version=2020-07-01"

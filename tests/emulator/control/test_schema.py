@@ -12,7 +12,11 @@ from azimds import Emulator  # noqa: E402
 _imds = Emulator(clock="manual")
 _imds.start()
 from schemathesis.checks import (  # noqa: E402
-    content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance)
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 # What the issue asks: no 5xx and every response as declared. (A "schema-valid" body may still be refused:
 # node values are validated like a profile, which the OpenAPI document cannot express per path.)

@@ -10,7 +10,6 @@ import pytest
 
 from azimds.emulator.model import profile
 from azimds.errors import ProfileError
-
 from tests.support import AZIMDS, DATA
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -7,7 +7,6 @@ import re
 import subprocess
 
 from azimds import Emulator
-
 from tests.support import AZIMDS, fetch
 
 SE = "/metadata/scheduledevents?api-version=2020-07-01"

@@ -13,13 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from azimds import azure
-from azimds import Emulator
-from azimds.emulator.model import catalog
-from azimds.attested import (AttestationError, ChainError, ExpiredError, FormatError, NameMismatchError, NonceError,
-                             SignatureError, verify_attested)
+from azimds import Emulator, azure
+from azimds.attested import (
+    AttestationError,
+    ChainError,
+    ExpiredError,
+    FormatError,
+    NameMismatchError,
+    NonceError,
+    SignatureError,
+    verify_attested,
+)
 from azimds.emulator.service.pki import INTERMEDIATE_PATH, Pki, export_ca
-
 from tests.support import DATA, fetch
 
 DOC = "/metadata/attested/document"
@@ -79,10 +84,10 @@ def test_content_has_exactly_the_fields_of_the_version(imds, version):
 
 
 def test_six_hour_window_and_default_nonce_is_expires_on(imds):
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     content = verify_attested(attest(imds), imds.ca_pem()).content
-    created = dt.datetime.strptime(content["timeStamp"]["createdOn"], STAMP).replace(tzinfo=dt.timezone.utc)
-    expires = dt.datetime.strptime(content["timeStamp"]["expiresOn"], STAMP).replace(tzinfo=dt.timezone.utc)
+    created = dt.datetime.strptime(content["timeStamp"]["createdOn"], STAMP).replace(tzinfo=dt.UTC)
+    expires = dt.datetime.strptime(content["timeStamp"]["expiresOn"], STAMP).replace(tzinfo=dt.UTC)
     assert expires - created == dt.timedelta(hours=6) and abs(created - before) < dt.timedelta(seconds=5)
     assert content["nonce"] == expires.strftime("%Y%m%d-%H%M%S")
     assert re.fullmatch(r"\d\d/\d\d/\d\d \d\d:\d\d:\d\d -0000", content["timeStamp"]["createdOn"])
@@ -235,7 +240,7 @@ def test_wrong_nonce(imds):
 def test_expired_and_not_yet_valid(imds):
     document = attest(imds)
     content = verify_attested(document, imds.ca_pem()).content
-    created = dt.datetime.strptime(content["timeStamp"]["createdOn"], STAMP).replace(tzinfo=dt.timezone.utc)
+    created = dt.datetime.strptime(content["timeStamp"]["createdOn"], STAMP).replace(tzinfo=dt.UTC)
     verify_attested(document, imds.ca_pem(), now=created + dt.timedelta(hours=5, minutes=59))
     with pytest.raises(ExpiredError) as info:
         verify_attested(document, imds.ca_pem(), now=created + dt.timedelta(hours=7))
@@ -266,7 +271,8 @@ def test_garbage_is_a_format_error(imds, document):
 def test_signed_attributes_are_verified_too(imds):
     """RFC 5652 §5.4: with signed attributes the signature covers them, and they carry the digest."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7 as builder
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.hazmat.primitives.serialization import pkcs7 as builder
 
     pki = Pki(imds.config.state_dir)
     content = pkcs7(attest(imds, query="&nonce=attrs"))["encap_content_info"]["content"].native

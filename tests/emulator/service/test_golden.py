@@ -7,12 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from azimds import azure
-from azimds import Emulator
-from azimds.emulator.model import catalog, profile
+from azimds import Emulator, azure
+from azimds.emulator.model import profile
 from azimds.emulator.service import render
 from azimds.emulator.service.endpoints.instance import document
-
 from tests.support import DATA, fetch
 
 WALA = DATA / "WALinuxAgent_tests_data_imds_valid_2018-02-01.json"

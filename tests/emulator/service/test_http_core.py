@@ -12,7 +12,6 @@ import pytest
 
 from azimds.emulator.service.http import Request, Response
 from azimds.emulator.service.server import HttpServer, Limits
-
 from tests.support import fetch
 
 GET = b"GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n"

@@ -16,7 +16,6 @@ from azimds import Emulator
 from azimds.emulator.model import profile
 from azimds.emulator.model.faults import FaultRule as Fault
 from azimds.errors import ProfileError
-
 from tests.support import Reply, fetch
 
 RESOURCE = "https://management.azure.com"

@@ -8,10 +8,8 @@ import json
 
 import pytest
 
-from azimds import azure
-from azimds import Emulator
+from azimds import Emulator, azure
 from azimds.emulator.model import catalog
-
 from tests.support import fetch
 
 NEWEST = "2025-04-07"

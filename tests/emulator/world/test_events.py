@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from azimds.emulator.world.clock import Clock
 from azimds.emulator.model.events import EventSpec, scenario_entries, scenario_plan
 from azimds.emulator.service.endpoints.events import render_document
+from azimds.emulator.world.clock import Clock
 from azimds.emulator.world.events import Event, EventBook
 from azimds.errors import Conflict, InvalidChange, ProfileError
 

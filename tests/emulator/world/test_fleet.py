@@ -10,7 +10,6 @@ import pytest
 
 from azimds import Emulator
 from azimds.emulator.model import profile
-
 from tests.support import fetch
 
 TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/"

@@ -145,7 +145,7 @@ class ControlPlane:
         event = self.world.schedule(self.world.vm(query.get("vm")), body)
         return _json(201, event.to_mapping())
 
-    def event_action(self, query: dict[str, str], eventId: str, action: str) -> Response:  # noqa: N803
+    def event_action(self, query: dict[str, str], eventId: str, action: str) -> Response:
         book = self.world.event_action(self.world.vm(query.get("vm")), eventId, action, by=query.get("by"))
         return _json(200, _events(book))
 

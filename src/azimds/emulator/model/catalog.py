@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from ...azure import INSTANCE_VERSIONS
-
 # The instance document's fields. A path names a field by its keys from the document root; "*" stands for
 # every item of an array. A field whose children are listed is an object (an array when its child is "*");
 # any other field is a string leaf. Every field is listed with the api-version that introduced it; a child
@@ -204,7 +202,7 @@ class Node:
 
     path: str
     since: str
-    children: dict[str, "Node"] | None = None  # object members, or {"*": item} for an array
+    children: dict[str, Node] | None = None  # object members, or {"*": item} for an array
 
     @property
     def is_leaf(self) -> bool:
@@ -245,7 +243,7 @@ def build_schema(fields: dict[str, str]) -> Node:
 class Versions:
     """The api-versions one family accepts, cut at a configurable newest version."""
 
-    __slots__ = ("family", "accepted", "newest", "_set")
+    __slots__ = ("_set", "accepted", "family", "newest")
 
     def __init__(self, family: tuple[str, ...], newest: str | None = None, oldest: str | None = None):
         cut = [v for v in family if (newest is None or v <= newest) and (oldest is None or v >= oldest)]

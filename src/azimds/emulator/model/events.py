@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -50,8 +50,8 @@ def parse_when(value: Any, start: float) -> float:
     try:
         if len(text) <= 8 and ":" in text:
             clock = datetime.strptime(text, "%H:%M:%S" if text.count(":") == 2 else "%H:%M").time()
-            base = datetime.fromtimestamp(start, timezone.utc)
-            when = datetime.combine(base.date(), clock, timezone.utc)
+            base = datetime.fromtimestamp(start, UTC)
+            when = datetime.combine(base.date(), clock, UTC)
             if when.timestamp() < start:
                 when += timedelta(days=1)
             return when.timestamp()
@@ -59,7 +59,7 @@ def parse_when(value: Any, start: float) -> float:
     except ValueError:
         raise ValueError(f"'at' is a UTC time of day like '10:00' or an ISO 8601 time, not {value!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

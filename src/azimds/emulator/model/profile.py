@@ -109,7 +109,7 @@ def parse(text: str, source: str) -> Any:
     import yaml
 
     try:
-        return yaml.load(text, Loader=_string_loader())  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_string_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -241,7 +241,7 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
         integer = catalog.LOADBALANCER_FIELDS[node.path] == "integer"
         return Annotated[Whole, Field(ge=0, le=65535)] if integer else string
 
-    lb_schema = catalog.build_schema({k: "" for k in catalog.LOADBALANCER_FIELDS})
+    lb_schema = catalog.build_schema(dict.fromkeys(catalog.LOADBALANCER_FIELDS, ""))
 
     guid = Annotated[str, BeforeValidator(imds_string), AfterValidator(identities.guid)]
     system = TypedDict("SystemAssignedIdentity", {  # type: ignore[misc]

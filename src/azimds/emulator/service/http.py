@@ -5,7 +5,8 @@ Kept apart from the server so endpoints can be written and tested without a sock
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Union
 
 JSON = "application/json; charset=utf-8"
 
@@ -22,7 +23,7 @@ REASONS: dict[int, str] = {
 class Request:
     """One parsed HTTP request. Header names are lower-case bytes; repeated headers are joined by ", "."""
 
-    __slots__ = ("method", "url", "headers", "body", "peer")
+    __slots__ = ("body", "headers", "method", "peer", "url")
 
     def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes, peer: str):
         self.method = method
@@ -42,7 +43,7 @@ class Response:
     writing anything (a fault). Instances are immutable by convention so endpoints may cache them.
     """
 
-    __slots__ = ("status", "body", "content_type", "headers", "close", "drop", "_head")
+    __slots__ = ("_head", "body", "close", "content_type", "drop", "headers", "status")
 
     def __init__(self, status: int, body: bytes = b"", content_type: str = JSON,
                  headers: tuple[tuple[str, str], ...] = (), close: bool = False, drop: bool = False):

@@ -13,7 +13,7 @@ class RateLimiter:
     ``rate`` 0 turns the limiter off. ``allow`` costs one dict lookup and a little arithmetic.
     """
 
-    __slots__ = ("rate", "burst", "_buckets", "_clock")
+    __slots__ = ("_buckets", "_clock", "burst", "rate")
 
     def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic):
         self.rate = float(rate)

@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Pki", "export_ca", "INTERMEDIATE_PATH", "ROOT_PATH"]
+__all__ = ["INTERMEDIATE_PATH", "ROOT_PATH", "Pki", "export_ca"]
 
 #: Where the emulator serves its CA certificates (DER), without the Metadata header. The leaf's AIA URL
 #: is the public base URL + INTERMEDIATE_PATH.
@@ -41,7 +41,7 @@ _DAY = dt.timedelta(days=1)
 class Pki:
     """Loads or makes the emulator's keys and certificates, once each; thread-safe."""
 
-    _shared: "Pki | None" = None
+    _shared: Pki | None = None
 
     def __init__(self, state_dir: str | Path | None = None):
         self.dir = Path(state_dir) / "pki" if state_dir is not None else None
@@ -52,7 +52,7 @@ class Pki:
         self._signed: dict[tuple[bytes, str, str, str], bytes] = {}  # recent signatures, by what they sign
 
     @classmethod
-    def for_state_dir(cls, state_dir: str | Path | None) -> "Pki":
+    def for_state_dir(cls, state_dir: str | Path | None) -> Pki:
         """The keys of ``state_dir``, or without one the process's in-memory keys (made once, on first use)."""
         if state_dir is not None:
             return cls(state_dir)
@@ -187,7 +187,7 @@ def thumbprint(cert: Any) -> str:
     """base64url SHA-1 of the DER certificate, unpadded: a JWT ``x5t`` (and Entra ID's ``kid``)."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    digest = hashlib.sha1(cert.public_bytes(Encoding.DER)).digest()  # noqa: S324 - x5t is SHA-1 by definition
+    digest = hashlib.sha1(cert.public_bytes(Encoding.DER)).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -232,7 +232,7 @@ def _belongs(cert: Any, key: Any, issuer: Any) -> bool:
 # -- certificates ------------------------------------------------------------------------------------------
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _short_id(key: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from ..model import catalog
 from .choices import JSON_ENSURE_ASCII
 
-__all__ = ["NotFound", "gate", "walk", "to_json", "to_text", "is_leaf"]
+__all__ = ["NotFound", "gate", "is_leaf", "to_json", "to_text", "walk"]
 
 
 class NotFound(LookupError):

@@ -61,7 +61,7 @@ class _Clock:
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests, calls the handler, writes responses in request order."""
 
-    def __init__(self, server: "HttpServer"):
+    def __init__(self, server: HttpServer):
         self.server = server
         self.limits = server.limits
         self.transport: asyncio.Transport | None = None

@@ -17,9 +17,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .choices import TOKEN_NOT_BEFORE_SKEW, TOKEN_LIFETIME
-from .pki import Pki, thumbprint
 from ..model.identities import Identity
+from .choices import TOKEN_LIFETIME, TOKEN_NOT_BEFORE_SKEW
+from .pki import Pki, thumbprint
 
 __all__ = ["EXT_EXPIRES_IN", "Token", "TokenIssuer", "issuer_url"]
 

@@ -99,7 +99,7 @@ class EventBook:
     """
 
     def __init__(self, clock: Callable[[], float], incarnation: int = 1, events: Iterable[Event] = (),
-                 on_change: Callable[["EventBook"], None] | None = None):
+                 on_change: Callable[[EventBook], None] | None = None):
         self.clock = clock
         self.incarnation = incarnation
         self.events: dict[str, Event] = {e.id: e for e in events}

@@ -70,7 +70,7 @@ class AttestedEndpoint(Endpoint):
         return answer
 
     def document(self, fixed: dict[str, Any], nonce: str | None, domain: str, region: str, aia: str) -> Response:
-        created = dt.datetime.fromtimestamp(int(self.clock()), dt.timezone.utc)
+        created = dt.datetime.fromtimestamp(int(self.clock()), dt.UTC)
         expires = created + VALIDITY
         content = dict(fixed)
         content["nonce"] = nonce if nonce is not None else expires.strftime("%Y%m%d-%H%M%S")
