@@ -263,7 +263,7 @@ class _Builder:
     def add(self, name: str, summary: str, call: Callable[[argparse.Namespace], Call], description: str = "",
             *, per_vm: bool = False) -> argparse.ArgumentParser:
         """A subcommand; ``per_vm``: its route takes ``?vm=NAME`` (a fleet's VM), given as --vm."""
-        parser = self.group.add_parser(name, parents=[self.common], help=summary,
+        parser: argparse.ArgumentParser = self.group.add_parser(name, parents=[self.common], help=summary,
                                        description=description or summary[0].upper() + summary[1:] + ".",
                                        epilog=EXIT_CODES)
         parser.set_defaults(call=call, vm=None)

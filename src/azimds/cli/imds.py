@@ -134,8 +134,8 @@ def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
 
 def _command(commands: Any, name: str, parent: argparse.ArgumentParser, summary: str,
              description: str) -> argparse.ArgumentParser:
-    command = commands.add_parser(name, parents=[parent], help=summary, description=description,
-                                  epilog=EXIT_CODES)
+    command: argparse.ArgumentParser = commands.add_parser(name, parents=[parent], help=summary,
+                                                           description=description, epilog=EXIT_CODES)
     command.set_defaults(run=_run_client)
     return command
 

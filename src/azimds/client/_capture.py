@@ -24,7 +24,7 @@ def capture(client: Client) -> dict[str, Any]:
     one, and ``azimds.newestVersion`` so that the emulator accepts the same versions.
     """
     version = client.newest_version()
-    profile = client.get("instance", api_version=version)
+    profile: dict[str, Any] = client.get("instance", api_version=version)
     balancer = client.load_balancer(api_version=version) if version >= ENDPOINT_INTRODUCED["loadbalancer"] else None
     if balancer is not None:
         profile["loadbalancer"] = balancer
@@ -45,8 +45,8 @@ def redact(profile: dict[str, Any]) -> dict[str, Any]:
     group and resource name inside resource IDs; documentation addresses for public IPs. Tags are kept.
     ``azimds dump --help`` says the same to users.
     """
-    names = _identifiers(profile)
-    return _scrub(profile, names)
+    scrubbed: dict[str, Any] = _scrub(profile, _identifiers(profile))
+    return scrubbed
 
 
 def _identifiers(doc: dict[str, Any]) -> dict[str, str]:

@@ -145,7 +145,8 @@ class Client:
 
     def instance(self, *, deadline: float | None = None) -> dict[str, Any]:
         """The whole instance document (``compute`` and ``network``) at the client's api-version."""
-        return self.get("instance", deadline=deadline)
+        doc: dict[str, Any] = self.get("instance", deadline=deadline)
+        return doc
 
     def versions(self, *, deadline: float | None = None) -> list[str]:
         """The api-versions the host accepts (``/metadata/versions``), as it lists them."""
@@ -163,13 +164,14 @@ class Client:
     # -- typed accessors -------------------------------------------------------------------------------------
     def compute(self, *, deadline: float | None = None) -> dict[str, Any]:
         """The ``compute`` document, read fresh (and the never-changing facts in it remembered)."""
-        doc = self.get("instance/compute", deadline=deadline)
+        doc: dict[str, Any] = self.get("instance/compute", deadline=deadline)
         self._facts.update((key, doc[key]) for key in _FACTS if key in doc)
         return doc
 
     def network(self, *, deadline: float | None = None) -> dict[str, Any]:
         """The ``network`` document, read fresh."""
-        return self.get("instance/network", deadline=deadline)
+        doc: dict[str, Any] = self.get("instance/network", deadline=deadline)
+        return doc
 
     def vm_id(self, *, deadline: float | None = None) -> str:
         return self._fact("vmId", deadline)
@@ -209,7 +211,9 @@ class Client:
     def load_balancer(self, *, api_version: str | None = None, deadline: float | None = None) -> dict[str, Any] | None:
         """The Standard load balancer's view of this VM, or None when the VM is behind none."""
         try:
-            return self.get("loadbalancer", api_version=api_version, deadline=deadline)["loadbalancer"]
+            balancer: dict[str, Any] = self.get("loadbalancer", api_version=api_version,
+                                                deadline=deadline)["loadbalancer"]
+            return balancer
         except NotFound as exc:
             if _NO_LOAD_BALANCER in exc.body.encode():
                 return None
@@ -249,7 +253,8 @@ class Client:
         """The attested document (``encoding``, ``signature``): verify it with ``azimds.attested``."""
         params = {"nonce": nonce} if nonce else None
         reply = self._fetch(_ATTESTED, api_version=api_version, params=params, deadline=deadline)
-        return self._parse(_ATTESTED, reply, text=False)
+        document: dict[str, str] = self._parse(_ATTESTED, reply, text=False)
+        return document
 
     # -- scheduled events ----------------------------------------------------------------------------------
     def events(self, *, deadline: float | None = None) -> dict[str, Any]:

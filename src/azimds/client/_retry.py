@@ -64,7 +64,7 @@ class Backoff:
     def delay(self, retry: int, status: int | None, chance: float) -> float:
         """Seconds before retry number ``retry``; ``chance`` in [0, 1) picks the jitter (0.5: none)."""
         factor = 1.0 + self.jitter * (2.0 * chance - 1.0)
-        wait = min(self.cap, self.delta * (2 ** min(retry, 64) - 1) * factor)  # 2**64: long past any cap
+        wait: float = min(self.cap, self.delta * (2.0 ** min(retry, 64) - 1) * factor)  # 2**64: long past any cap
         if status is not None and status >= 500:
             wait = max(wait, self.server_error_min)
         return wait

@@ -137,7 +137,7 @@ def _read_to_end(sock: socket.socket) -> bytes:
 
 
 def _dechunk(sock: socket.socket, data: bytes) -> bytes:
-    out = []
+    out: list[bytes] = []
     while True:
         while b"\r\n" not in data:
             chunk = sock.recv(65536)

@@ -18,12 +18,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
+from ..azure import INSTANCE_VERSIONS
+from ..errors import ProfileError, UsageError
+
 TYPE_CHECKING = False  # typing costs milliseconds at import, and ``azimds ctl`` reads this module
 if TYPE_CHECKING:
     from typing import Any
-
-from ..azure import INSTANCE_VERSIONS
-from ..errors import ProfileError, UsageError
 
 __all__ = ["DEFAULT_CONTROL_PORT", "DEFAULT_PORT", "ENV_PREFIX", "OPTIONS", "Config", "Option", "default_state_dir",
            "markdown_table"]

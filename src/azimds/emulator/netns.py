@@ -34,7 +34,8 @@ def _unshare_prefix() -> list[str]:
     probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         how = "as root" if os.geteuid() == 0 else "without root: unprivileged user namespaces are disabled here"
-        raise NetnsError(f"cannot create a private network namespace {how} ({probe.stderr.strip() or 'unshare failed'}); "
+        reason = probe.stderr.strip() or "unshare failed"
+        raise NetnsError(f"cannot create a private network namespace {how} ({reason}); "
                          "run as root, or enable user namespaces (sysctl kernel.unprivileged_userns_clone=1)")
     return prefix
 

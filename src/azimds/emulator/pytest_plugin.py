@@ -25,7 +25,8 @@ DEFAULT_FLEET = {"fleet": {"scaleSets": [{"name": "web", "capacity": 10, "addres
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "imds(**options): options for the azimds emulator fixtures (Emulator's arguments)")
+    config.addinivalue_line("markers",
+                            "imds(**options): options for the azimds emulator fixtures (Emulator's arguments)")
 
 
 @pytest.fixture
@@ -41,7 +42,8 @@ def imds_fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     yield from _running(request, monkeypatch, {"profile": DEFAULT_FLEET})
 
 
-def _running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, defaults: dict[str, Any]) -> Iterator[Any]:
+def _running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+             defaults: dict[str, Any]) -> Iterator[Any]:
     from .testing import Emulator
 
     marker = request.node.get_closest_marker("imds")

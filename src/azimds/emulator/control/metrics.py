@@ -16,11 +16,12 @@ def prometheus(world: World) -> str:
     lines += ["# HELP azimds_request_seconds Time to answer a metadata request.",
               "# TYPE azimds_request_seconds histogram"]
     cumulative = 0
-    for bound, count in zip(metrics.BUCKETS, metrics.latency_counts):
+    for bound, count in zip(metrics.BUCKETS, metrics.latency_counts[:-1], strict=True):
         cumulative += count
         lines.append(f'azimds_request_seconds_bucket{{le="{bound}"}} {cumulative}')
     total = cumulative + metrics.latency_counts[-1]
-    lines += [f'azimds_request_seconds_bucket{{le="+Inf"}} {total}', f"azimds_request_seconds_sum {metrics.latency_sum}",
+    lines += [f'azimds_request_seconds_bucket{{le="+Inf"}} {total}',
+              f"azimds_request_seconds_sum {metrics.latency_sum}",
               f"azimds_request_seconds_count {total}",
               "# HELP azimds_events Scheduled events by state.", "# TYPE azimds_events gauge"]
     events = world.first.events.current()

@@ -17,14 +17,14 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ...azure import EVENT_MIN_NOTICE
+from ...azure import EVENT_MIN_NOTICE, EVENT_SOURCES, EVENT_TYPES
 from ...errors import ProfileError
 from .values import Flag, Number, Whole, validate
 
 __all__ = ["EventSpec", "PlannedEvent", "ScenarioEntry", "parse_offset", "parse_when", "scenario_plan"]
 
-EventType = Literal["Freeze", "Reboot", "Redeploy", "Preempt", "Terminate"]  # azure.EVENT_TYPES
-EventSource = Literal["Platform", "User"]  # azure.EVENT_SOURCES
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]  # the names are in azure, once
+EventSource = Literal[EVENT_SOURCES]  # type: ignore[valid-type]
 MAX_SECONDS = 10 * 365 * 86400  # ten years: longer notices, durations and offsets are mistakes
 
 

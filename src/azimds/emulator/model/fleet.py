@@ -246,7 +246,7 @@ def with_tags(compute: dict[str, Any], tags: dict[str, str]) -> None:
 
 def explicit_tree(spec: FleetSpec, base: dict[str, Any], vm: ExplicitVm) -> dict[str, Any]:
     """The tree of an explicitly listed VM: the base VM with its overlay; per-VM identifiers not inherited."""
-    tree = merge(base, vm.overlay)
+    tree: dict[str, Any] = merge(base, vm.overlay)
     compute = tree.setdefault("compute", {})
     own = vm.overlay.get("compute", {})
     for key in ("vmId", "resourceId", "osProfile", "storageProfile", "tags", "tagsList"):
@@ -264,7 +264,7 @@ def member_tree(spec: FleetSpec, base: dict[str, Any], base_compute: dict[str, A
 
     ``base_compute`` is the first VM's completed compute document (its subscription and resource group).
     """
-    tree = merge(base, scale_set.template)
+    tree: dict[str, Any] = merge(base, scale_set.template)
     compute = tree.setdefault("compute", {})
     for key in ("vmId", "resourceId", "name", "osProfile", "storageProfile", "tags", "tagsList"):
         if key not in scale_set.template.get("compute", {}):

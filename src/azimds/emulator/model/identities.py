@@ -90,7 +90,8 @@ def derive(section: dict[str, Any] | None, compute: dict[str, Any],
           systemAssigned: true          # or false (the default), or a mapping:
           #   {enabled: true, clientId: GUID, objectId: GUID}   (principalId is objectId's ARM name)
           userAssigned:                 # any number; each names itself by resourceId or by name
-            - resourceId: /subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/userAssignedIdentities/NAME
+            - resourceId: /subscriptions/SUB/resourceGroups/RG/providers/Microsoft.ManagedIdentity/
+                          userAssignedIdentities/NAME
               clientId: GUID            # default: derived from the resourceId
               objectId: GUID            # default: derived from the resourceId
             - name: app-identity        # resourceId in the VM's own subscription and resource group

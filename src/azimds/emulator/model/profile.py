@@ -21,6 +21,7 @@ import pydantic
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict
 
+from ...azure import format_tags, tags_list
 from ...errors import ProfileError
 from . import catalog, identities
 from .defaults import complete
@@ -193,7 +194,8 @@ def load_scenarios(path: str | Path) -> tuple[ScenarioEntry, ...]:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _tags_from_mapping(compute: dict[str, Any], source: str) -> None:
@@ -208,8 +210,8 @@ def _tags_from_mapping(compute: dict[str, Any], source: str) -> None:
         pairs.append((str(key), imds_string(value)))
     if problems:
         raise ProfileError(source, problems)
-    compute["tags"] = ";".join(f"{k}:{v}" for k, v in pairs)
-    compute.setdefault("tagsList", [{"name": k, "value": v} for k, v in pairs])
+    compute["tags"] = format_tags(pairs)
+    compute.setdefault("tagsList", tags_list(pairs))
 
 
 # -- validation --------------------------------------------------------------------------------------------
@@ -225,17 +227,23 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
     """A pydantic TypeAdapter for the whole profile, generated from the catalogue's field table."""
     forbid = ConfigDict(extra="forbid")
     string = Annotated[str, BeforeValidator(imds_string)]
+    make: Any = TypedDict  # called with members known only at run time
+    list_of: Any = list
+
+    def typed_dict(name: str, members: dict[str, Any]) -> Any:
+        """A TypedDict closed to unknown keys (every member optional)."""
+        made = make(name, members, total=False)
+        made.__pydantic_config__ = forbid
+        return made
 
     def typed(node: catalog.Node, name: str, leaf: Any) -> Any:
         """A TypedDict (closed to unknown keys) per object node, a list per array, ``leaf(node)`` per leaf."""
         if node.children is None:
             return leaf(node)
         if node.is_array:
-            return list[typed(node.children["*"], name + "Item", leaf)]  # type: ignore[misc]
+            return list_of[typed(node.children["*"], name + "Item", leaf)]
         members = {key: typed(child, name + key[:1].upper() + key[1:], leaf) for key, child in node.children.items()}
-        td = TypedDict(name, members, total=False)  # type: ignore[misc]
-        td.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-        return td
+        return typed_dict(name, members)
 
     def lb_leaf(node: catalog.Node) -> Any:
         integer = catalog.LOADBALANCER_FIELDS[node.path] == "integer"
@@ -244,22 +252,19 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
     lb_schema = catalog.build_schema(dict.fromkeys(catalog.LOADBALANCER_FIELDS, ""))
 
     guid = Annotated[str, BeforeValidator(imds_string), AfterValidator(identities.guid)]
-    system = TypedDict("SystemAssignedIdentity", {  # type: ignore[misc]
+    system = typed_dict("SystemAssignedIdentity", {
         "enabled": Flag, "clientId": guid, "objectId": guid, "principalId": guid,
-    }, total=False)
-    system.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-    user = TypedDict("UserAssignedIdentity", {  # type: ignore[misc]
+    })
+    user = typed_dict("UserAssignedIdentity", {
         "name": Annotated[str, AfterValidator(identities.identity_name)],
         "resourceId": Annotated[str, AfterValidator(identities.uami_resource_id)],
         "clientId": guid, "objectId": guid, "principalId": guid,
-    }, total=False)
-    user.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-    identity = TypedDict("IdentitySection", {  # type: ignore[misc]
+    })
+    identity = typed_dict("IdentitySection", {
         "tenantId": guid,
-        "systemAssigned": Annotated[system, BeforeValidator(identities.switch)],  # type: ignore[valid-type]
-        "userAssigned": list[user],  # type: ignore[valid-type]
-    }, total=False)
-    identity.__pydantic_config__ = forbid  # type: ignore[attr-defined]
+        "systemAssigned": Annotated[system, BeforeValidator(identities.switch)],
+        "userAssigned": list_of[user],
+    })
 
     root = catalog.instance_schema()
     assert root.children is not None
@@ -270,6 +275,4 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
     members["azimds"] = dict[str, Any]  # emulator options: validated by config, which names the problem
     members["scenarios"] = list[ScenarioEntry]
     members["fleet"] = dict[str, Any]  # validated by fleet.parse_fleet, which names the problem
-    profile = TypedDict("Profile", members, total=False)  # type: ignore[misc]
-    profile.__pydantic_config__ = forbid  # type: ignore[attr-defined]
-    return pydantic.TypeAdapter(profile)
+    return pydantic.TypeAdapter(typed_dict("Profile", members))

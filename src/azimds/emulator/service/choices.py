@@ -54,44 +54,84 @@ class Choice(NamedTuple):
 
 CHOICES: tuple[Choice, ...] = (
     Choice("Content-Type of text answers", "`text/plain; charset=utf-8`"),
-    Choice("Server header", "`IMDS/150.870.65.1253`, the newest build seen on a real VM; `serverVersion` in the profile changes it"),
+    Choice("Server header",
+           "`IMDS/150.870.65.1253`, the newest build seen on a real VM; `serverVersion` in the profile changes "
+           "it"),
     Choice("Trailing slash", "`/metadata/instance/` answers as `/metadata/instance`"),
-    Choice("Text listing of objects and arrays", "one name per line, sorted, `/` after containers, array items as `0/`, `1/`…, no trailing newline"),
+    Choice("Text listing of objects and arrays",
+           "one name per line, sorted, `/` after containers, array items as `0/`, `1/`…, no trailing newline"),
     Choice("X-Forwarded-For", "400 `{ \"error\": \"Bad request: . X-Forwarded-For header is not allowed\" }`"),
     Choice("Duplicate query parameters", "400 `{ \"error\": \"Bad request: . Duplicate query parameter\" }`"),
-    Choice("Other methods", "405 `{ \"error\": \"Method not allowed\" }` with `Allow: GET` (`GET, POST` for scheduled events)"),
+    Choice("Other methods",
+           "405 `{ \"error\": \"Method not allowed\" }` with `Allow: GET` (`GET, POST` for scheduled events)"),
     Choice("Rate limit answer", "429 `{ \"error\": \"Too many requests\" }` with `Retry-After` in whole seconds"),
     Choice("Bad `format` or `extended` value", "400 `{ \"error\": \"Bad request\" }`"),
-    Choice("Check order", "faults, then rate limit, then path (404), then method, then X-Forwarded-For, then the Metadata header, then duplicate parameters, then api-version"),
+    Choice("Check order",
+           "faults, then rate limit, then path (404), then method, then X-Forwarded-For, then the Metadata "
+           "header, then duplicate parameters, then api-version"),
     Choice("Version older than the endpoint", "the same 400 as an unknown version, with that endpoint's three newest"),
-    Choice("/metadata/versions", "needs the Metadata header; lists every instance version the emulator accepts, oldest first"),
+    Choice("/metadata/versions",
+           "needs the Metadata header; lists every instance version the emulator accepts, oldest first"),
     Choice("Load balancer document", "keys sorted; ports as JSON numbers, as in the docs sample"),
     Choice("Non-ASCII values", "written as UTF-8, not escaped"),
     Choice("Case", "path keys and parameter names are case-sensitive; the Metadata header's value is not"),
-    Choice("extended=true", "accepted at every version; adds `extended.compute.ppsType` (profile's value, default `None`)"),
-    Choice("dataDisks diffDiskSettings/encryptionSettings/osType, ipv6 publicIpAddress", "served when the profile sets them, never added by defaults"),
-    Choice("Fleet: a source address no VM owns", "answered as the profile's own (first) VM; with `fleet.strict: true`, 403 `{ \"error\": \"Forbidden: no VM has this source address\" }`"),
-    Choice("Fleet: rate limits", "per VM (by name), whatever address it calls from; per source address when there is one VM"),
-    Choice("Fleet: approving a shared event", "approval by any VM the event lists starts it for all of them, unless it was scheduled with `approval: all`"),
+    Choice("extended=true",
+           "accepted at every version; adds `extended.compute.ppsType` (profile's value, default `None`)"),
+    Choice("dataDisks diffDiskSettings/encryptionSettings/osType, ipv6 publicIpAddress",
+           "served when the profile sets them, never added by defaults"),
+    Choice("Fleet: a source address no VM owns",
+           "answered as the profile's own (first) VM; with `fleet.strict: true`, 403 `{ \"error\": \"Forbidden: no "
+           "VM has this source address\" }`"),
+    Choice("Fleet: rate limits",
+           "per VM (by name), whatever address it calls from; per source address when there is one VM"),
+    Choice("Fleet: approving a shared event",
+           "approval by any VM the event lists starts it for all of them, unless it was scheduled with "
+           "`approval: all`"),
     Choice("Scheduled events approval answer", "200 with an empty body"),
-    Choice("Approving an unknown EventId", "400 `{\"error\":\"Bad request. EventId <id> is not a current event.\"}`; a malformed body 400 `{\"error\":\"Bad request. The request body is malformed.\"}`"),
-    Choice("Scheduled events version of another family", "an instance-only version gets the real 404 `{\"error\": \"Not found\"}`; a missing or unknown one the 400 with the three newest events versions"),
-    Choice("Event types newer than the api-version", "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
+    Choice("Approving an unknown EventId",
+           "400 `{\"error\":\"Bad request. EventId <id> is not a current event.\"}`; a malformed body 400 "
+           "`{\"error\":\"Bad request. The request body is malformed.\"}`"),
+    Choice("Scheduled events version of another family",
+           "an instance-only version gets the real 404 `{\"error\": \"Not found\"}`; a missing or unknown one the "
+           "400 with the three newest events versions"),
+    Choice("Event types newer than the api-version",
+           "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
     Choice("Scheduled events Metadata header", "required at every events version, 2017-03-01 included"),
-    Choice("Profile without an `identity` section", "the VM has no managed identity (token requests get \"Identity not found\"); the tenant is derived from the subscription"),
-    Choice("Token request without `resource`", "400 `{\"error\":\"invalid_request\",\"error_description\":\"Required audience parameter not specified\"}`"),
-    Choice("Token request with two identity selectors", "400 `{\"error\":\"invalid_request\",\"error_description\":\"Only one of client_id, object_id, msi_res_id and mi_res_id may be specified\"}`; an empty selector counts as not given"),
+    Choice("Profile without an `identity` section",
+           "the VM has no managed identity (token requests get \"Identity not found\"); the tenant is derived from"
+           " the subscription"),
+    Choice("Token request without `resource`",
+           "400 `{\"error\":\"invalid_request\",\"error_description\":\"Required audience parameter not specified\"}`"),
+    Choice("Token request with two identity selectors",
+           "400 `{\"error\":\"invalid_request\",\"error_description\":\"Only one of client_id, object_id, msi_res_id "
+           "and mi_res_id may be specified\"}`; an empty selector counts as not given"),
     Choice("Selecting the system-assigned identity", "by no selector, or by its own client_id or object_id"),
     Choice("Token request's `resource`", "any non-empty value is accepted and becomes `aud` verbatim"),
-    Choice("Identity limits", "20 requests/s and 5 in flight per source address on `/metadata/identity/*`, apart from the 5/s of other paths; 429 `{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}` with `Retry-After`"),
-    Choice("Token times and cache", "`nbf` = `iat` = issue time − 300 s, `exp` = issue time + 24 h; a token is reused per identity and resource until 5 minutes before `exp`; `bypass_cache=true` (any case) issues a new one"),
-    Choice("Identity Metadata header, api-version, unknown parameters", "header value in any case, as elsewhere; a bad api-version gets the common 400 with the newest versions; unknown parameters are ignored"),
+    Choice("Identity limits",
+           "20 requests/s and 5 in flight per source address on `/metadata/identity/*`, apart from the 5/s of "
+           "other paths; 429 `{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}` with "
+           "`Retry-After`"),
+    Choice("Token times and cache",
+           "`nbf` = `iat` = issue time − 300 s, `exp` = issue time + 24 h; a token is reused per identity and "
+           "resource until 5 minutes before `exp`; `bypass_cache=true` (any case) issues a new one"),
+    Choice("Identity Metadata header, api-version, unknown parameters",
+           "header value in any case, as elsewhere; a bad api-version gets the common 400 with the newest "
+           "versions; unknown parameters are ignored"),
     Choice("`/metadata/identity/info` on a VM without identities", "still `{\"tenantId\":\"…\"}`"),
-    Choice("Other paths under identity and attested", "404 `{\"error\":\"Not Found\"}`, like bare `/metadata/identity`, with or without the header"),
-    Choice("Token validation", "OpenID discovery at `/<tenant>/.well-known/openid-configuration` (and `/<tenant>/v2.0/…`), issuer `https://sts.windows.net/<tenant>/`; keys at `/common/discovery/keys`; no Metadata header, no rate limit"),
-    Choice("Attested `nonce`", "1–32 ASCII letters or digits; empty is the same as none; otherwise 400 `{ \"error\": \"Bad request: . nonce must be 1 to 32 letters or digits\" }`"),
+    Choice("Other paths under identity and attested",
+           "404 `{\"error\":\"Not Found\"}`, like bare `/metadata/identity`, with or without the header"),
+    Choice("Token validation",
+           "OpenID discovery at `/<tenant>/.well-known/openid-configuration` (and `/<tenant>/v2.0/…`), issuer "
+           "`https://sts.windows.net/<tenant>/`; keys at `/common/discovery/keys`; no Metadata header, no rate "
+           "limit"),
+    Choice("Attested `nonce`",
+           "1–32 ASCII letters or digits; empty is the same as none; otherwise 400 `{ \"error\": \"Bad request: . "
+           "nonce must be 1 to 32 letters or digits\" }`"),
     Choice("Attested caching", "every request is signed afresh, `createdOn` = now"),
-    Choice("Attested signing certificate", "issued by the emulator's own CA (root → intermediate, kept in the state directory); AIA URL `<public URL>/azimds/ca/intermediate.crt`, served without the Metadata header; an unknown azEnvironment signs as the public cloud"),
+    Choice("Attested signing certificate",
+           "issued by the emulator's own CA (root → intermediate, kept in the state directory); AIA URL `<public"
+           " URL>/azimds/ca/intermediate.crt`, served without the Metadata header; an unknown azEnvironment "
+           "signs as the public cloud"),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 __all__ = ["RateLimiter"]
 
@@ -15,7 +16,7 @@ class RateLimiter:
 
     __slots__ = ("_buckets", "_clock", "burst", "rate")
 
-    def __init__(self, rate: float, burst: float | None = None, clock=time.monotonic):
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic):
         self.rate = float(rate)
         self.burst = float(burst if burst is not None else rate)
         self._buckets: dict[str, list[float]] = {}

@@ -128,10 +128,12 @@ class MetadataService:
         try:
             if fault.latency:
                 await asyncio.sleep(fault.latency)
-            response = self._fault_response(fault)
-            if response is None:
+            faulted = self._fault_response(fault)
+            if faulted is None:
                 result = self._answer(request, vm)
                 response = result if isinstance(result, Response) else await result
+            else:
+                response = faulted
         finally:
             if held is not None:
                 left = self._in_flight[held] - 1

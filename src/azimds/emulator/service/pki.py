@@ -124,7 +124,8 @@ class Pki:
         from cryptography.hazmat.primitives.serialization import Encoding
 
         cert = self.root()[0] if which == "root" else self.intermediate()[0]
-        return cert.public_bytes(Encoding.DER)
+        der: bytes = cert.public_bytes(Encoding.DER)
+        return der
 
     def export_pem(self, *, intermediate: bool = False) -> str:
         """The root certificate as PEM (and the intermediate after it, if asked): what a client trusts."""

@@ -34,20 +34,28 @@ def gate(value: Any, node: catalog.Node, version: str) -> Any:
     return out
 
 
-def walk(value: Any, keys: list[str]) -> Any:
-    """Follow object keys and array indexes (canonical decimal, 0-based) down the document."""
+def walk(value: Any, keys: list[str], *, create: bool = False) -> Any:
+    """Follow object keys and array indexes (canonical decimal, 0-based) down the document; with ``create``,
+    missing object members are made (as empty objects) on the way."""
     for key in keys:
         if isinstance(value, dict):
             if key not in value:
-                raise NotFound(key)
+                if not create:
+                    raise NotFound(key)
+                value[key] = {}
             value = value[key]
         elif isinstance(value, list):
-            if not key.isdigit() or (len(key) > 1 and key[0] == "0") or int(key) >= len(value):
-                raise NotFound(key)
-            value = value[int(key)]
+            value = value[index(key, len(value))]
         else:
             raise NotFound(key)
     return value
+
+
+def index(key: str, length: int) -> int:
+    """An array index as a route writes it: canonical decimal, below ``length``; NotFound otherwise."""
+    if not key.isdigit() or (len(key) > 1 and key[0] == "0") or int(key) >= length:
+        raise NotFound(key)
+    return int(key)
 
 
 def is_leaf(value: Any) -> bool:

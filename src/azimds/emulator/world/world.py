@@ -24,6 +24,7 @@ from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
 from ..model.faults import FaultRule
 from ..model.fleet import with_tags
 from ..model.profile import Profile, VmModel, validate_tree
+from ..service import render
 from ..service.ports import JournalEntry
 from .clock import Clock, ClockState
 from .events import Event, EventBook
@@ -225,7 +226,7 @@ class World:
         notice = EVENT_MIN_NOTICE[kind]
         for index, names in enumerate(scale_set.update_domain_groups()):
             not_before = now + notice + index * gap
-            spec = EventSpec(type=kind, resources=names, not_before=not_before, duration=duration)  # type: ignore[arg-type]
+            spec = EventSpec(type=kind, resources=names, not_before=not_before, duration=duration)
             book.plan(PlannedEvent(max(now, not_before - notice), spec))
         return book
 
@@ -335,25 +336,17 @@ def _tag_text(value: Any) -> str:
 
 
 def _walk(doc: Any, path: list[str], create: bool = False) -> Any:
-    node = doc
-    for key in path:
-        if isinstance(node, dict):
-            if key not in node:
-                if not create:
-                    raise NoSuchTarget(f"no such node: {'/'.join(path)}")
-                node[key] = {}
-            node = node[key]
-        elif isinstance(node, list):
-            node = node[_index(key, len(node))]
-        else:
-            raise NoSuchTarget(f"no such node: {'/'.join(path)}")
-    return node
+    try:
+        return render.walk(doc, path, create=create)
+    except render.NotFound:
+        raise NoSuchTarget(f"no such node: {'/'.join(path)}") from None
 
 
 def _index(key: str, length: int) -> int:
-    if not key.isdigit() or int(key) >= length or (len(key) > 1 and key[0] == "0"):
-        raise NoSuchTarget(f"no such node: no item {key}")
-    return int(key)
+    try:
+        return render.index(key, length)
+    except render.NotFound:
+        raise NoSuchTarget(f"no such node: no item {key}") from None
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
