@@ -9,7 +9,7 @@ from tests.support import ROOT
 def test_readme_choices_table_matches_the_code():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("<!-- choices:start -->\n")[1].split("\n<!-- choices:end -->")[0]
-    assert block == markdown_table(), "run scripts/sync_choices.py"
+    assert block == markdown_table(), "run scripts/sync_readme.py"
 
 
 def test_readme_shows_the_two_commands_first():
