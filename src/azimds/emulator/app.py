@@ -73,7 +73,7 @@ class App:
                                  identity_concurrency=config.identity_concurrency)
         self.service = MetadataService(self.world, options, Pki.for_state_dir(state_dir))
         if config.log_format == "json":
-            self.world.log = _json_log
+            self.world.journal.log = _json_log
         self.token = config.control_token or secrets.token_urlsafe(24)
         self.token_file: Path | None = None
         if config.control_token is None and state_dir is not None:

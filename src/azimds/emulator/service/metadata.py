@@ -95,15 +95,16 @@ class MetadataService:
             if fault is not None:
                 return self._faulty(request, vm, fault, started)
         result = self._answer(request, vm)
-        if isinstance(result, Response):
+        if result.__class__ is Response:  # the common case; cheaper than isinstance on the hot path
             self._record(request, result.status, started)
             return result
-        return self._journaled(request, result, started)
+        return self._journaled(request, result, started)  # type: ignore[arg-type]
 
     def _record(self, request: Request, status: int, started: float) -> None:
         latency = time.perf_counter() - started
-        self.world.record(JournalEntry(self.world.now(), request.peer, request.method,
-                                       request.url.decode("latin-1"), status, latency))
+        world = self.world
+        world.record(JournalEntry(world.now(), request.peer, request.method, request.url.decode("latin-1"),
+                                  status, latency))
 
     async def _journaled(self, request: Request, pending: Awaitable[Response], started: float) -> Response:
         status = 500
@@ -186,9 +187,9 @@ class MetadataService:
             metadata = headers.get(b"metadata")
             if metadata is None or metadata.lower() != b"true":
                 return endpoint.missing_header
-        if isinstance(outcome, Response):
+        if outcome.__class__ is Response:
             return outcome
-        answer: Response | Awaitable[Response] = outcome(request)
+        answer: Response | Awaitable[Response] = outcome(request)  # type: ignore[operator]
         return answer
 
     def _throttled(self, wait: float, limiter: RateLimiter) -> Response:

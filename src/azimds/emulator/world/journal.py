@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable, Iterator
 
 from ..service.metadata import endpoint_label
 from ..service.ports import JournalEntry
@@ -34,12 +35,15 @@ class Journal:
     def __init__(self, size: int = 10_000) -> None:
         self.entries: deque[JournalEntry] = deque(maxlen=size)
         self.metrics = Metrics()
+        self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
 
     def record(self, entry: JournalEntry) -> None:
         self.entries.append(entry)
         self.metrics.observe(endpoint_label(entry.url), entry.status, entry.latency)
+        if self.log is not None:
+            self.log(entry)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[JournalEntry]:
         return iter(list(self.entries))
 
     def __len__(self) -> int:

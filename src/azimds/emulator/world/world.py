@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from copy import deepcopy
 from dataclasses import asdict
 from typing import Any
@@ -25,7 +25,6 @@ from ..model.faults import FaultRule
 from ..model.fleet import with_tags
 from ..model.profile import Profile, VmModel, validate_tree
 from ..service import render
-from ..service.ports import JournalEntry
 from .clock import Clock, ClockState
 from .events import Event, EventBook
 from .faults import FaultSet
@@ -57,12 +56,14 @@ class World:
         self.clock = clock or Clock()
         self.store = store
         self.journal = Journal(journal_size)
-        self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
+        self.record = self.journal.record  # keep a request in the journal and the metrics (a WorldView method)
         self.base_faults = tuple(faults)
         self.faults = FaultSet(self.base_faults)  # first-seconds count real time since start
         self._books: dict[str, EventBook] = {}
+        self.now = self.clock.now  # the emulated time, epoch seconds (a WorldView method, read on every request)
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
+        self.per_vm_limits = self.fleet is not None  # rate limits per VM (a fleet) or per source address
         saved = store.load() if store is not None else {}
         if saved:
             self._restore(saved)
@@ -73,10 +74,6 @@ class World:
             self.plan_scenarios(planned)
 
     # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
-    @property
-    def per_vm_limits(self) -> bool:
-        return self.fleet is not None
-
     def vm_for(self, peer: str) -> VmState | None:
         """The fleet VM a source address belongs to; the first VM for strangers, unless the fleet is strict."""
         if self.fleet is None:
@@ -85,14 +82,6 @@ class World:
         if member is None and not self.fleet.strict:
             return self.first
         return member
-
-    def now(self) -> float:
-        return self.clock.now()
-
-    def record(self, entry: JournalEntry) -> None:
-        self.journal.record(entry)
-        if self.log is not None:
-            self.log(entry)
 
     # -- finding VMs ---------------------------------------------------------------------------------------
     def vm(self, name: str | None = None) -> VmState:
@@ -285,6 +274,7 @@ class World:
         self.profile = profile
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
+        self.per_vm_limits = self.fleet is not None
 
     def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
         return VmState(model, book or self._book(f"vm:{model.name}"), self.faults)
