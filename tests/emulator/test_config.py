@@ -62,7 +62,7 @@ def test_the_table_names_every_option_once():
     assert len({o.name for o in OPTIONS}) == len({o.env for o in OPTIONS}) == len({o.flag for o in OPTIONS}) \
         == len(OPTIONS)
     table = markdown_table()
-    assert all(f"`{o.flag} " in table and f"`{o.env}`" in table for o in OPTIONS)
+    assert all(f"`{o.flag}" in table and f"`{o.env}`" in table for o in OPTIONS)
     readme = (ROOT / "README.md").read_text()
     assert readme.split("<!-- options:start -->\n")[1].split("\n<!-- options:end -->")[0] == table
 

@@ -43,6 +43,9 @@ def _add_serve(commands: Any) -> None:
                                   "help": f"{option.help} (${option.env})"}
         if option.repeatable:
             kwargs["action"] = "append"
+        if option.switch:
+            kwargs = {"dest": option.name, "action": "store_const", "const": True, "default": None,
+                      "help": kwargs["help"]}
         serve.add_argument(option.flag, **kwargs)
     serve.set_defaults(run=_serve)
 

@@ -25,6 +25,7 @@ from .service.pki import Pki
 from .service.ports import JournalEntry
 from .service.server import HttpServer
 from .world.clock import Clock
+from .world.statedir import StateDir
 from .world.store import Store
 from .world.world import World, fingerprint
 
@@ -65,13 +66,26 @@ class App:
         clock = Clock("manual" if config.clock == "manual" else "scaled" if config.clock_speed != 1 else "real",
                       speed=config.clock_speed if config.clock != "manual" else 1.0)
         state_dir = Path(config.state_dir) if config.state_dir else None
-        self.store = _open_store(state_dir, profile)
         scenarios = profiles.load_scenarios(config.scenario) if config.scenario is not None else ()
-        self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios)
+        self.state = StateDir(state_dir).open() if state_dir is not None else None
+        self.store: Store | None = None
+        try:
+            if self.state is not None:
+                if config.reset_state:
+                    aside = self.state.set_aside()
+                    if aside is not None:
+                        print(f"azimds: the old state is in {aside}", file=sys.stderr, flush=True)
+                self.store = _open_store(self.state, profile)
+            pki = Pki.for_state_dir(state_dir)
+            pki.check()
+            self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios)
+        except BaseException:
+            self._release()
+            raise
         options = ServiceOptions(rate_limit=config.rate_limit, newest_version=config.newest_version,
                                  server_version=config.server_version, identity_rate_limit=config.identity_rate_limit,
                                  identity_concurrency=config.identity_concurrency)
-        self.service = MetadataService(self.world, options, Pki.for_state_dir(state_dir))
+        self.service = MetadataService(self.world, options, pki)
         if config.log_format == "json":
             self.world.journal.log = _json_log
         self.token = config.control_token or secrets.token_urlsafe(24)
@@ -100,18 +114,28 @@ class App:
         await self.metadata_server.close()
         if self.control_server.port:
             await self.control_server.close()
+        self._release()
+
+    def _release(self) -> None:
         if self.store is not None:
             self.store.close()
+            self.store = None
+        if self.state is not None:
+            self.state.close()
 
 
-def _open_store(state_dir: Path | None, profile: Profile) -> Store | None:
-    """The state database, emptied when it belongs to another profile than this one."""
-    if state_dir is None:
-        return None
-    store = Store(state_dir / "state.sqlite")
+def _open_store(state: StateDir, profile: Profile) -> Store:
+    """The state database; one that belongs to another profile is set aside (nothing is ever deleted)."""
+    store = Store(state.database)
     mark = fingerprint(profile)
-    if store.load().get("profile") != mark:
-        store.clear()
+    saved = store.load()
+    if saved.get("profile") != mark:
+        if saved:
+            store.close()
+            aside = state.set_aside(("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"))
+            print(f"azimds: the state in {state.path} was for another profile; it is now in {aside}",
+                  file=sys.stderr, flush=True)
+            store = Store(state.database)
         store.save({"profile": mark})
     return store
 

@@ -147,6 +147,17 @@ def _token(value: Any) -> str:
     return text
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, not {value!r}")
+
+
 def _faults(value: Any) -> tuple[Any, ...]:
     """Fault rules: flag text ``PATTERN=SPEC`` (several in a variable, separated by white space) or the
     profile's list of mappings."""
@@ -185,6 +196,7 @@ class Option:
     profile_key: str | None = None  # its key in the profile's ``azimds:`` section, if it may be set there
     choices: tuple[str, ...] = ()
     repeatable: bool = False  # several values add up (flags repeat; the variable separates them by spaces)
+    switch: bool = False  # a flag that takes no value (its variable: true/false)
 
     @property
     def flag(self) -> str:
@@ -227,6 +239,8 @@ OPTIONS: tuple[Option, ...] = (
            "STATE_DIR/control-token", "TOKEN"),
     Option("log_format", _choice("none", "json"), "none", "json: one structured line per request on stderr",
            "FORMAT", choices=("none", "json")),
+    Option("reset_state", _flag, False, "set the state directory's state aside (into STATE_DIR/aside-TIME/) and "
+           "start afresh", switch=True),
 )
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -259,6 +273,7 @@ class Config:
     control_port: int | None = DEFAULT_CONTROL_PORT
     control_token: str | None = None
     log_format: str = "none"
+    reset_state: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 
     @classmethod
@@ -335,9 +350,10 @@ def markdown_table(options: Iterable[Option] = OPTIONS) -> str:
     """The README's table of options (``python -m azimds.emulator.config`` prints it)."""
     rows = ["| Flag | Variable | Profile (`azimds:`) | Default | Meaning |", "|---|---|---|---|---|"]
     for option in options:
-        default = "—" if option.default in (None, ()) else f"`{option.default}`"
+        default = "—" if option.default in (None, (), False) else f"`{option.default}`"
         key = f"`{option.profile_key}`" if option.profile_key else "—"
-        rows.append(f"| `{option.flag} {option.metavar}` | `{option.env}` | {key} | {default} | {option.help} |")
+        flag = option.flag if option.switch else f"{option.flag} {option.metavar}"
+        rows.append(f"| `{flag}` | `{option.env}` | {key} | {default} | {option.help} |")
     return "\n".join(rows)
 
 

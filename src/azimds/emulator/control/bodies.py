@@ -10,23 +10,22 @@ from typing_extensions import TypedDict
 
 from ..model.events import EventType
 from ..model.values import Number, Whole
+from ..world.clock import LATEST
 
 __all__ = ["ClockChange", "ClockView", "ErrorView", "EventView", "EventsView", "FaultSpec", "FaultsView",
            "JournalView", "Tags", "TagsView", "Walk"]
 
 _CLOSED = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True)
-#: The emulated clock stays within years 1970-9999: what an RFC 1123 date or an attested timeStamp can hold.
-LAST_SECOND = 253402300799.0
 
 
 class ClockChange(BaseModel):
     """Move the clock: jump to ``time``, then ``advance``, then set ``speed`` (0 stops it)."""
 
     model_config = _CLOSED
-    advance: Annotated[Number | None, Field(ge=0, le=LAST_SECOND, description="seconds forward")] = None
+    advance: Annotated[Number | None, Field(ge=0, le=LATEST, description="seconds forward")] = None
     speed: Annotated[Number | None, Field(ge=0, le=1_000_000, description="emulated seconds per second; "
                                                                           "0 = manual")] = None
-    time: Annotated[Number | None, Field(ge=0, le=LAST_SECOND, description="jump to, epoch seconds")] = None
+    time: Annotated[Number | None, Field(ge=0, le=LATEST, description="jump to, epoch seconds")] = None
 
     @model_validator(mode="after")
     def _something(self) -> ClockChange:

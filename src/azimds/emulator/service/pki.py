@@ -26,6 +26,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ...errors import StateError
+
 __all__ = ["INTERMEDIATE_PATH", "ROOT_PATH", "Pki", "export_ca"]
 
 #: Where the emulator serves its CA certificates (DER), without the Metadata header. The leaf's AIA URL
@@ -60,6 +62,33 @@ class Pki:
             if cls._shared is None:
                 cls._shared = cls(None)
             return cls._shared
+
+    def check(self) -> None:
+        """Refuse keys and certificates in the state directory that cannot be read (StateError naming the
+        file), before anything signs with them; those that are missing are made when first needed."""
+        if self.dir is None or not self.dir.exists():
+            return
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        for name in ("root", "intermediate", "attested-leaf", "token-signing"):
+            for suffix, load in ((".key", lambda data: serialization.load_pem_private_key(data, password=None)),
+                                 (".crt", x509.load_pem_x509_certificate)):
+                path = self.dir / f"{name}{suffix}"
+                if not path.exists():
+                    continue
+                try:
+                    loaded = load(path.read_bytes())
+                except (OSError, ValueError, TypeError) as exc:
+                    raise StateError(str(path), f"not a usable {'key' if suffix == '.key' else 'certificate'} "
+                                                f"({' '.join(str(exc).split())[:200]}); 'azimds state reset' sets "
+                                                "the state aside") from None
+                if suffix == ".key":
+                    from cryptography.hazmat.primitives.asymmetric import rsa
+
+                    if not isinstance(loaded, rsa.RSAPrivateKey):
+                        raise StateError(str(path), "not an RSA key")
+                    self._keys[name] = loaded
 
     # -- the chain ---------------------------------------------------------------------------------------
     def root(self) -> tuple[Any, Any]:

@@ -11,9 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Clock", "ClockState"]
+__all__ = ["LATEST", "Clock", "ClockState"]
 
 MODES = ("real", "scaled", "manual")
+#: The emulated clock stays within what every answer can write (RFC 1123 dates, attested timeStamps 6 hours on,
+#: token expiry a day on): it never passes 9999-12-31 00:00:00 UTC, a day before the last representable second.
+LATEST = 253402214400.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Clock:
         state = self._state
         if state.speed == 0.0:
             return state.anchor
-        return state.anchor + (self._source() - state.real_anchor) * state.speed
+        now = state.anchor + (self._source() - state.real_anchor) * state.speed
+        return now if now < LATEST else LATEST
 
     def advance(self, seconds: float) -> float:
         """Move emulated time forward (never back); returns the new time."""
@@ -62,6 +66,8 @@ class Clock:
             raise ValueError(f"the clock only moves forward; cannot advance by {seconds}")
         with self._lock:
             now = self.now()
+            if not now + seconds <= LATEST:
+                raise ValueError(f"the clock stops at 9999-12-31 (epoch {LATEST:.0f}); cannot advance by {seconds}")
             self._state = ClockState(self._state.mode, self._state.speed, now + seconds, self._source())
             return now + seconds
 

@@ -15,9 +15,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
-from ...azure import EVENT_FIELD_SINCE, EVENT_MIN_NOTICE, EVENT_TYPE_SINCE
+import pydantic
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from ...azure import EVENT_FIELD_SINCE, EVENT_MIN_NOTICE, EVENT_SOURCES, EVENT_TYPE_SINCE, EVENT_TYPES
 from ...errors import Conflict, InvalidChange, NoSuchTarget
 from ..model.events import EventSpec, PlannedEvent
 
@@ -267,9 +271,50 @@ class EventBook:
 
     @_locked
     def load_json(self, text: str) -> None:
-        data = json.loads(text)
-        self.incarnation = max(self.incarnation, int(data["incarnation"]))
-        self.events = {e["id"]: Event(**e) for e in data["events"]}
-        self.pending = [PlannedEvent.from_mapping(p) for p in data.get("pending", [])]
+        """Restore a book saved by ``to_json``; ValueError (nothing changed) when the text is not one."""
+        incarnation, events, pending = parse_saved(text)
+        self.incarnation = max(self.incarnation, incarnation)
+        self.events = {e.id: e for e in events}
+        self.pending = pending
+
+
+class _SavedEvent(TypedDict):
+    __pydantic_config__ = pydantic.ConfigDict(allow_inf_nan=False)  # type: ignore[misc]
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    type: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    resources: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    source: Literal[EVENT_SOURCES]  # type: ignore[valid-type]
+    description: str
+    duration: Annotated[int, Field(ge=-1)]
+    status: Literal["Scheduled", "Started"]
+    published: float
+    not_before: float
+    active: Annotated[float, Field(ge=0)]
+    started: float | None
+    approvals: list[str]
+    approval: Literal["any", "all"]
+
+
+class _SavedBook(TypedDict):
+    __pydantic_config__ = pydantic.ConfigDict(allow_inf_nan=False)  # type: ignore[misc]
+    incarnation: Annotated[int, Field(ge=1)]
+    events: list[_SavedEvent]
+    pending: list[dict[str, Any]]
+
+
+_SAVED: list[pydantic.TypeAdapter[_SavedBook]] = []
+
+
+def parse_saved(text: str) -> tuple[int, list[Event], list[PlannedEvent]]:
+    """A saved book's incarnation, events and planned events; ValueError saying what is wrong."""
+    if not _SAVED:
+        _SAVED.append(pydantic.TypeAdapter(_SavedBook))
+    try:
+        data = _SAVED[0].validate_json(text, strict=True)
+        events = [Event(**cast("dict[str, Any]", e)) for e in data["events"]]
+        pending = [PlannedEvent.from_mapping(p) for p in data["pending"]]
+    except (pydantic.ValidationError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a saved event book: {' '.join(str(exc).split())[:300]}") from None
+    return data["incarnation"], events, pending
 
 

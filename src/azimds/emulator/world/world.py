@@ -18,15 +18,15 @@ from dataclasses import asdict
 from typing import Any
 
 from ...azure import EVENT_MIN_NOTICE
-from ...errors import InvalidChange, NoSuchTarget, ProfileError
+from ...errors import InvalidChange, NoSuchTarget, ProfileError, StateError
 from ..model.defaults import complete
 from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
 from ..model.faults import FaultRule
 from ..model.fleet import with_tags
 from ..model.profile import Profile, VmModel, validate_tree
 from ..service import render
-from .clock import Clock, ClockState
-from .events import Event, EventBook
+from .clock import LATEST, Clock, ClockState
+from .events import Event, EventBook, parse_saved
 from .faults import FaultSet
 from .fleet import Fleet
 from .journal import Journal
@@ -228,7 +228,10 @@ class World:
     def advance_clock(self, seconds: float) -> float:
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
             raise InvalidChange(f"the clock only moves forward, by a finite number of seconds, not {seconds}")
-        now = self.clock.advance(seconds)
+        try:
+            now = self.clock.advance(seconds)
+        except ValueError as exc:
+            raise InvalidChange(str(exc)) from None
         self._save_clock()
         for book in self._books.values():
             book.catch_up()
@@ -294,31 +297,71 @@ class World:
         self._save({"clock": json.dumps(asdict(self.clock.state()))})
 
     def _restore(self, saved: dict[str, str]) -> None:
-        if "clock" in saved:
-            self.clock.restore(ClockState(**json.loads(saved["clock"])))
-        if "faults" in saved:
-            self.faults.replace(FaultRule.from_mapping(item) for item in json.loads(saved["faults"]))
+        """Apply what the store kept, every row checked first: StateError (nothing applied) for a bad one."""
+        where = str(self.store.path) if self.store is not None else "state"
+        clock = None
+        rules: list[FaultRule] | None = None
+        documents: list[tuple[VmState, dict[str, Any], dict[str, Any] | None]] = []
+        books: list[tuple[str, str]] = []
         for key, value in saved.items():
-            if key.startswith("vm/"):
-                vm = self._saved_vm(key[3:])
-                if vm is not None:
-                    doc = json.loads(value)
-                    vm.replace(doc["instance"], doc["loadbalancer"])
-                    if self.fleet is not None:
-                        self.fleet.pin(vm)
-            elif key.startswith("events/"):
-                book_key = key[7:]
-                if book_key.startswith("vm:"):
-                    vm = self._saved_vm(book_key[3:])
-                    if vm is None:
-                        continue
-                self._book(book_key).load_json(value)
+            try:
+                if key == "profile":
+                    continue
+                if key == "clock":
+                    clock = _clock_state(value)
+                elif key == "faults":
+                    items = json.loads(value)
+                    if not isinstance(items, list):
+                        raise ValueError("not a list of faults")
+                    rules = [FaultRule.from_mapping(item) for item in items]
+                elif key.startswith("vm/"):
+                    documents.append(self._saved_documents(key[3:], value))
+                elif key.startswith("events/"):
+                    book_key = key[7:]
+                    if not book_key.startswith(("vm:", "vmss:", "avset:")):
+                        raise ValueError(f"no event book {book_key!r}")
+                    if book_key.startswith("vm:"):
+                        self.vm(book_key[3:])
+                    parse_saved(value)
+                    books.append((book_key, value))
+                else:
+                    raise ValueError("not a part of the world azimds keeps")
+            except (ValueError, ProfileError, NoSuchTarget, RecursionError) as exc:
+                problem = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ProfileError) else str(exc)
+                raise StateError(where, f"row {key!r}: {problem}") from None
+        if clock is not None:
+            self.clock.restore(clock)
+        if rules is not None:
+            self.faults.replace(rules)
+        for vm, instance, loadbalancer in documents:
+            vm.replace(instance, loadbalancer)
+            if self.fleet is not None:
+                self.fleet.pin(vm)
+        for book_key, value in books:
+            self._book(book_key).load_json(value)
 
-    def _saved_vm(self, name: str) -> VmState | None:
-        try:
-            return self.vm(name)
-        except NoSuchTarget:
-            return None
+    def _saved_documents(self, name: str, value: str) -> tuple[VmState, dict[str, Any], dict[str, Any] | None]:
+        vm = self.vm(name)
+        doc = json.loads(value)
+        if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"} or not isinstance(doc["instance"], dict):
+            raise ValueError("not a VM's documents")
+        lb = doc["loadbalancer"]
+        checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
+        loadbalancer = checked.pop("loadbalancer", None)
+        return vm, checked, loadbalancer
+
+
+def _clock_state(text: str) -> ClockState:
+    data = json.loads(text)
+    if not isinstance(data, dict) or set(data) != {"mode", "speed", "anchor", "real_anchor"}:
+        raise ValueError("not a clock")
+    numbers = [data["speed"], data["anchor"], data["real_anchor"]]
+    if data["mode"] not in ("real", "scaled", "manual") or not all(
+            isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers):
+        raise ValueError("not a clock")
+    if not 0 <= data["speed"] <= 1_000_000 or not 0 <= data["anchor"] <= LATEST:
+        raise ValueError("a clock outside what the emulator can run")
+    return ClockState(data["mode"], float(data["speed"]), float(data["anchor"]), float(data["real_anchor"]))
 
 
 def _tag_text(value: Any) -> str:
