@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "add_commands"]
 
 #: The commands this module adds, and so handles.
-COMMANDS = ("serve", "run", "_run-inside", "ca")
+COMMANDS = ("serve", "run", "_run-inside", "ca", "state")
 
 _EXTRA = "the emulator needs its extra: pip install 'azimds[emulator]'"
 
@@ -28,6 +28,7 @@ def add_commands(commands: Any) -> None:
     _add_serve(commands)
     _add_run(commands)
     _add_ca(commands)
+    _add_state(commands)
 
 
 def _add_serve(commands: Any) -> None:
@@ -83,6 +84,32 @@ def _add_ca(commands: Any) -> None:
     export.add_argument("--intermediate", action="store_true", help="the intermediate too, after the root")
     export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
     export.set_defaults(run=_ca_export)
+
+
+def _add_state(commands: Any) -> None:
+    state = commands.add_parser("state", help="the emulator's state directory",
+                                description="Manage the state directory azimds serve keeps its state in.")
+    state_commands = state.add_subparsers(dest="state_command", metavar="COMMAND")
+    state_commands.required = True
+    reset = state_commands.add_parser(
+        "reset", help="set the state aside and start afresh",
+        description="Move the state (state.sqlite, pki/, control-token) into STATE_DIR/aside-TIME/, so that the "
+                    "next azimds serve starts from the profile with a new CA. Nothing is deleted. Refused while an "
+                    "azimds serve uses the directory.")
+    reset.add_argument("--state-dir", metavar="DIR", help="the state directory (default: "
+                                                          "$XDG_STATE_HOME/azimds, else ~/.local/state/azimds)")
+    reset.set_defaults(run=_state_reset)
+
+
+def _state_reset(args: argparse.Namespace) -> int:
+    from ..emulator.config import default_state_dir
+    from ..emulator.world.statedir import StateDir
+
+    directory = args.state_dir or default_state_dir()
+    aside = StateDir(directory).set_aside()
+    print(f"azimds: the state of {directory} is now in {aside}" if aside else f"azimds: {directory} holds no state",
+          file=sys.stderr)
+    return EXIT_OK
 
 
 # -- serve -------------------------------------------------------------------------------------------------

@@ -95,6 +95,10 @@ class ControlPlane:
             value = json.loads(text or "null")
         except ValueError as exc:
             raise _BadRequest(f"the body is not JSON: {exc}") from None
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise _BadRequest("the body holds text that is not valid Unicode (a lone surrogate)") from None
         if route.body is Any:
             return value
         adapter = self._adapters.get(route.body)

@@ -100,6 +100,13 @@ class Clock:
         with self._lock:
             self._state = state
 
+    def restart(self, start: ClockState) -> None:
+        """Back to how ``start`` (a ``state()`` taken when the emulator started) set the clock: a manual clock
+        at the time it started at, a running one at the current time, at the speed it started with."""
+        with self._lock:
+            now = self._source()
+            self._state = ClockState(start.mode, start.speed, start.anchor if start.mode == "manual" else now, now)
+
     def to_dict(self) -> dict[str, object]:
         return {"mode": self.mode, "speed": self.speed, "now": self.now()}
 

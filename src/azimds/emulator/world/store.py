@@ -63,8 +63,19 @@ class Store:
 
 def _check(path: Path) -> None:
     """Refuse a file that is not this store's, reading it only."""
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise StateError(str(path), "an empty file, not a state database (azimds state reset sets it aside)")
+    with open(path, "rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise StateError(str(path), "not an azimds state database (not an SQLite file; azimds state reset sets it "
+                                    "aside)")
+    page_size = int.from_bytes(header[16:18], "big")
+    pages = int.from_bytes(header[28:32], "big")
+    if header[92:96] == header[96:100] and size < (65536 if page_size == 1 else page_size) * pages:
+        raise StateError(str(path), f"truncated: {size} bytes where its header says {pages} pages (azimds state "
+                                    "reset sets it aside)")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     except sqlite3.Error as exc:

@@ -61,6 +61,7 @@ class World:
         self.faults = FaultSet(self.base_faults)  # first-seconds count real time since start
         self._books: dict[str, EventBook] = {}
         self.now = self.clock.now  # the emulated time, epoch seconds (a WorldView method, read on every request)
+        self._clock_start = self.clock.state()  # where reset takes the clock back to
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
         self.per_vm_limits = self.fleet is not None  # rate limits per VM (a fleet) or per source address
@@ -158,11 +159,13 @@ class World:
             raise InvalidChange("tags are a mapping of names to string values")
         doc = deepcopy(vm.document())
         with_tags(doc["compute"], {str(k): _tag_text(v) for k, v in tags.items()})
+        _check_text(doc)
         self._apply(vm, doc)
         return str(vm.instance["compute"]["tags"])
 
     def _apply(self, vm: VmState, doc: dict[str, Any]) -> None:
         """Validate and complete a whole new document, persist it, then swap it in."""
+        _check_text(doc)
         extra = sorted(set(doc) - set(_DOC_PARTS))
         if extra:
             raise InvalidChange(_CONTROL, [(extra[0], "unknown field")])
@@ -187,6 +190,7 @@ class World:
         """Publish an event in ``vm``'s book; its resources default to ``vm``."""
         if spec.resources is None:
             spec = spec.model_copy(update={"resources": [vm.name]})
+        _check_text(spec.to_mapping())
         return vm.events.schedule(spec)
 
     def event_action(self, vm: VmState, event_id: str, action: str, by: str | None = None) -> EventBook:
@@ -260,9 +264,12 @@ class World:
 
     # -- whole state -----------------------------------------------------------------------------------------
     def reset(self, profile: Profile | None = None) -> None:
-        """Back to the profile (or a newly loaded one): metadata and faults; events are cancelled."""
+        """Back to the start, with the profile (or a newly loaded one): metadata, faults and the clock; events
+        are cancelled (each removal counts, so DocumentIncarnation still only grows)."""
         if profile is not None and profile is not self.profile:
             self._rebuild(profile)
+        self.clock.restart(self._clock_start)
+        self._save_clock()
         for book in self._books.values():
             book.clear()
         self.faults.replace(self.base_faults)
@@ -348,7 +355,10 @@ class World:
         lb = doc["loadbalancer"]
         checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
         loadbalancer = checked.pop("loadbalancer", None)
-        return vm, checked, loadbalancer
+        problems: list[tuple[str, str]] = []
+        if complete(checked, problems) != doc["instance"] or problems or loadbalancer != lb:
+            raise ValueError("not a complete VM document, as azimds keeps them")
+        return vm, doc["instance"], loadbalancer
 
 
 def _clock_state(text: str) -> ClockState:
@@ -362,6 +372,16 @@ def _clock_state(text: str) -> ClockState:
     if not 0 <= data["speed"] <= 1_000_000 or not 0 <= data["anchor"] <= LATEST:
         raise ValueError("a clock outside what the emulator can run")
     return ClockState(data["mode"], float(data["speed"]), float(data["anchor"]), float(data["real_anchor"]))
+
+
+def _check_text(value: Any) -> None:
+    """Refuse text the answers could not be written with (lone surrogates from JSON escapes)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidChange("text that is not valid Unicode (a lone surrogate) cannot be served") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidChange(f"not a JSON value: {exc}") from None
 
 
 def _tag_text(value: Any) -> str:

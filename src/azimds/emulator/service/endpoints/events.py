@@ -65,6 +65,8 @@ def _start_requests(body: bytes) -> list[str] | None:
     for item in data["StartRequests"]:
         if not isinstance(item, dict) or not isinstance(item.get("EventId"), str) or not item["EventId"]:
             return None
+        if not item["EventId"].isascii():  # EventIds are GUIDs; this also keeps lone surrogates out of answers
+            return None
         ids.append(item["EventId"])
     return ids
 
