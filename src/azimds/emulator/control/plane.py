@@ -20,6 +20,7 @@ import pydantic
 from ...errors import ChangeError, Conflict, EngineUnavailable, InvalidChange, NoSuchTarget, ProfileError
 from ..model.events import EventSpec
 from ..model.faults import FaultRule
+from ..model.values import nesting_depth
 from ..model.values import problems as validation_problems
 from ..service.http import Request, Response
 from ..world.world import World
@@ -89,7 +90,7 @@ class ControlPlane:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _BadRequest("the body is not UTF-8") from None
-        if _depth(text) > MAX_NESTING:
+        if nesting_depth(text) > MAX_NESTING:
             raise _BadRequest(f"the body nests deeper than {MAX_NESTING} levels")
         try:
             value = json.loads(text or "null")
@@ -219,28 +220,6 @@ class ControlPlane:
             raise InvalidChange("the change is invalid; nothing was changed", exc.problems) from None
         self.world.reset(profile)
         return _json(200, {"reloaded": True})
-
-
-def _depth(text: str) -> int:
-    """How deeply a JSON text nests (strings skipped), counted without parsing it."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def _split(path: str | None) -> list[str]:

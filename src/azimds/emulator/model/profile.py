@@ -28,7 +28,7 @@ from .defaults import complete
 from .events import ScenarioEntry
 from .fleet import FleetSpec, explicit_tree, inherited_tags, member_tree, parse_fleet, with_tags
 from .identities import Identities
-from .values import Flag, Whole, imds_string, validate
+from .values import Flag, Whole, imds_string, nesting_depth, validate
 
 __all__ = ["Profile", "VmModel", "from_tree", "load", "load_default", "load_scenarios", "parse", "vm_model"]
 
@@ -94,37 +94,124 @@ def _default() -> Profile:
 
 def _read(path: str | Path) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(str(path), [("", f"cannot read the file: {exc}")]) from None
+        with open(path, "rb") as file:
+            data = file.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ProfileError(str(path), [("", f"cannot read the file: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_BYTES:
+        raise ProfileError(str(path), [("", f"larger than {MAX_BYTES // 1024 // 1024} MiB: not a profile")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(str(path), [("", f"cannot read the file: not UTF-8 ({exc.reason} at byte "
+                                            f"{exc.start})")]) from None
+
+
+#: Bounds on what a profile may be, checked while it is read: its size, how deep it nests, and how many
+#: values it stands for once YAML aliases are expanded (a "billion laughs" file is refused, not expanded).
+MAX_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
 
 
 def parse(text: str, source: str) -> Any:
-    """JSON when it looks like JSON, else YAML with every plain scalar kept as the string it is."""
+    """JSON when it looks like JSON, else YAML with every plain scalar kept as the string it is. Raises
+    ProfileError for malformed text, duplicate keys, NaN or infinities, and anything past the bounds."""
+    if len(text) > MAX_BYTES:
+        raise ProfileError(source, [("", f"larger than {MAX_BYTES // 1024 // 1024} MiB: not a profile")])
     if text.lstrip().startswith(("{", "[")):
+        if nesting_depth(text) > MAX_DEPTH:
+            raise ProfileError(source, [("", f"nested deeper than {MAX_DEPTH} levels")])
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ProfileError(source, [(f"line {exc.lineno} column {exc.colno}",
                                          f"malformed JSON: {exc.msg}")]) from None
+        except _Refused as exc:
+            raise ProfileError(source, [("", str(exc))]) from None
     import yaml
 
+    loader = _string_loader()(text)
     try:
-        return yaml.load(text, Loader=_string_loader())
+        node = loader.get_single_node()
+        if node is not None and _expanded(node, {}) > MAX_VALUES:
+            raise ProfileError(source, [("", f"its aliases expand to more than {MAX_VALUES:,} values")])
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ProfileError(source, [(where, f"malformed YAML: {problem}")]) from None
+    finally:
+        loader.dispose()
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Refused(f"the key {key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a value IMDS can serve")
+
+
+def _expanded(node: Any, seen: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded (memoised: shared nodes count each time)."""
+    known = seen.get(id(node))
+    if known is not None:
+        return known
+    seen[id(node)] = 1  # a node that refers to itself counts once, and stops here
+    value = node.value
+    total = 1
+    if isinstance(value, list):
+        for item in value:
+            total += sum(_expanded(part, seen) for part in item) if isinstance(item, tuple) else _expanded(item, seen)
+            if total > MAX_VALUES:
+                break
+    seen[id(node)] = total
+    return total
 
 
 @cache
 def _string_loader() -> type:
-    """A SafeLoader that reads ``sku: 7.10`` as "7.10", not 7.1: IMDS values are strings."""
+    """A SafeLoader that reads ``sku: 7.10`` as "7.10", not 7.1 (IMDS values are strings), refuses a key
+    given twice, and stops composing past ``MAX_DEPTH`` levels of nesting."""
     import yaml
 
     class StringLoader(yaml.SafeLoader):
-        pass
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > MAX_DEPTH:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                    raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            keys = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in keys
+                except TypeError:  # an unhashable key: the base class says so
+                    break
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                            key_node.start_mark)
+                keys.add(key)
+            return super().construct_mapping(node, deep)
 
     StringLoader.yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]

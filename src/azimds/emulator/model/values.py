@@ -16,7 +16,7 @@ from pydantic import BeforeValidator, Field, ValidationInfo
 
 from ...errors import ProfileError
 
-__all__ = ["Flag", "Number", "Whole", "imds_string", "parse_flag", "parse_number", "validate"]
+__all__ = ["Flag", "Number", "Whole", "imds_string", "nesting_depth", "parse_flag", "parse_number", "validate"]
 
 T = TypeVar("T")
 
@@ -79,6 +79,29 @@ def _from_text(parse: Any) -> Any:
 Flag = Annotated[bool, _from_text(parse_flag)]
 Number = Annotated[float, _from_text(parse_number), Field(allow_inf_nan=False)]
 Whole = Annotated[int, _from_text(parse_whole)]
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply a JSON text nests (strings skipped), counted without parsing it: bound a body by it first."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def validate(adapter: pydantic.TypeAdapter[T], data: Any, source: str, *, lax: bool = False,

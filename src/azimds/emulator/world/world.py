@@ -350,7 +350,9 @@ class World:
     def _saved_documents(self, name: str, value: str) -> tuple[VmState, dict[str, Any], dict[str, Any] | None]:
         vm = self.vm(name)
         doc = json.loads(value)
-        if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"} or not isinstance(doc["instance"], dict):
+        if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"}:
+            raise ValueError("not a VM's documents")
+        if not isinstance(doc["instance"], dict):
             raise ValueError("not a VM's documents")
         lb = doc["loadbalancer"]
         checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
