@@ -105,10 +105,16 @@ class Client:
                  deadline: float = DEFAULT_DEADLINE, timeout: float = DEFAULT_TIMEOUT,
                  backoff: Backoff | None = None, limiter: TokenBucket | None = PROCESS_LIMITER,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random, trace: Callable[[str], None] | None = None) -> None:
         if not deadline > 0 or not timeout > 0:
             raise UsageError("deadline and timeout must be more than 0 seconds")
-        base = endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+        if endpoint is None:
+            endpoint = os.environ.get(ENDPOINT_ENV)
+            if endpoint is not None and not endpoint.strip():
+                raise UsageError(f"${ENDPOINT_ENV} is set but empty; unset it to reach {DEFAULT_ENDPOINT}")
+        elif not endpoint.strip():
+            raise UsageError(f"the endpoint is empty; leave it out to reach {DEFAULT_ENDPOINT}")
+        base = endpoint or DEFAULT_ENDPOINT
         self._endpoint = Endpoint(base, paths=("", "/metadata"))
         self.endpoint = self._endpoint.url
         self.deadline = deadline
@@ -122,6 +128,7 @@ class Client:
         self._tokens: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}  # by resource, selector
         self._lock = threading.Lock()
         self._events_on = False  # a scheduled-events request has been answered: the service is switched on
+        self._trace = trace  # told of every attempt and wait, one line each (azimds -v)
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint!r}, api_version={self._api_version!r})"
@@ -400,6 +407,8 @@ class Client:
                         continue
                 failure = _failure(path, reply)
             wait = self._wait(retry, reply, call)
+            if self._trace is not None:
+                self._trace(f"{failure}; " + ("giving up" if wait is None else f"retrying in {wait:.1f} s"))
             if wait is None:
                 raise _final(failure, reply, call)
             self._sleep(wait)
@@ -413,6 +422,8 @@ class Client:
             raise ImdsUnavailable(f"deadline reached before a request to {self.endpoint} could be sent"
                                   f" ({call.summary()})")
         call.attempts += 1
+        if self._trace is not None:
+            self._trace(f"attempt {call.attempts}: {method} {self.endpoint}{target}")
         return self._endpoint.exchange(method, target, headers=_HEADERS if body is None else _POST_HEADERS, body=body,
                                        timeout=min(timeout or self.timeout, max(call.remaining(), 0.001)))
 

@@ -9,13 +9,17 @@ start. ``https://`` goes through ``http.client`` (IMDS itself is HTTP only).
 from __future__ import annotations
 
 import socket
+import time
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
-__all__ = ["Endpoint", "ProtocolError", "Reply", "fetch"]
+__all__ = ["MAX_BODY", "Endpoint", "ProtocolError", "Reply", "fetch"]
 
 _MAX_HEAD = 64 * 1024
+#: The largest answer body read: IMDS documents are kilobytes (userData is at most 64 KB); past this the
+#: exchange fails rather than fill memory.
+MAX_BODY = 4 * 1024 * 1024
 
 
 class ProtocolError(ConnectionError):
@@ -57,17 +61,22 @@ class Endpoint:
         self._host_header = parts.netloc.rpartition("@")[2]
 
     def exchange(self, method: str, target: str, *, headers: dict[str, str], body: bytes | None = None,
-                 timeout: float) -> Reply:
-        """One request and its answer on a fresh connection. Raises OSError (ProtocolError included)."""
+                 timeout: float, max_body: int = MAX_BODY) -> Reply:
+        """One request and its answer on a fresh connection, all of it within ``timeout`` seconds (connecting,
+        sending and every read: an answer that trickles in is cut off too). Raises OSError (TimeoutError when
+        the time is up, ProtocolError for an answer that is not HTTP or is larger than ``max_body``)."""
         if self.scheme == "https":
-            return _exchange_tls(self.host, self._port, timeout, method, target, headers, body)
+            return _exchange_tls(self.host, self._port, timeout, method, target, headers, body, max_body)
         head = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}",
                 *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
         if body is not None:
             head.append(f"Content-Length: {len(body)}")
+        deadline = time.monotonic() + timeout
         with socket.create_connection(self._address, timeout=timeout) as sock:
+            reader = _Reader(sock, deadline, max_body)
+            sock.settimeout(reader.left())
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b""))
-            return _read_reply(sock, method)
+            return _read_reply(reader, method)
 
 
 def fetch(url: str, *, timeout: float, redirects: int = 3) -> Reply:
@@ -84,10 +93,33 @@ def fetch(url: str, *, timeout: float, redirects: int = 3) -> Reply:
     raise ProtocolError(f"more than {redirects} redirections")
 
 
-def _read_reply(sock: socket.socket, method: str) -> Reply:
+class _Reader:
+    """Reads an answer within a deadline and a size bound."""
+
+    __slots__ = ("deadline", "got", "max_body", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float, max_body: int) -> None:
+        self.sock, self.deadline, self.max_body, self.got = sock, deadline, max_body, 0
+
+    def left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        return left
+
+    def recv(self, size: int = 65536) -> bytes:
+        self.sock.settimeout(self.left())
+        chunk = self.sock.recv(size)
+        self.got += len(chunk)
+        if self.got > self.max_body + _MAX_HEAD:
+            raise ProtocolError(f"the answer is larger than {self.max_body // 1024 // 1024} MiB")
+        return chunk
+
+
+def _read_reply(reader: _Reader, method: str) -> Reply:
     buffer = b""
     while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
+        chunk = reader.recv()
         if not chunk:
             raise ProtocolError("connection closed without an answer" if not buffer else "the answer was cut short")
         buffer += chunk
@@ -107,21 +139,23 @@ def _read_reply(sock: socket.socket, method: str) -> Reply:
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         content = b""
     elif "chunked" in fields.get("transfer-encoding", "").lower():
-        content = _dechunk(sock, rest)
+        content = _dechunk(reader, rest)
     elif "content-length" in fields:
         length = int(fields["content-length"]) if fields["content-length"].isdigit() else -1
         if length < 0:
             raise ProtocolError("bad Content-Length")
-        content = _read_exactly(sock, rest, length)
+        if length > reader.max_body:
+            raise ProtocolError(f"the answer is larger than {reader.max_body // 1024 // 1024} MiB")
+        content = _read_exactly(reader, rest, length)
     else:
-        content = rest + _read_to_end(sock)
+        content = rest + _read_to_end(reader)
     return Reply(status, fields, content)
 
 
-def _read_exactly(sock: socket.socket, have: bytes, length: int) -> bytes:
+def _read_exactly(reader: _Reader, have: bytes, length: int) -> bytes:
     parts, got = [have], len(have)
     while got < length:
-        chunk = sock.recv(min(65536, length - got))
+        chunk = reader.recv(min(65536, length - got))
         if not chunk:
             raise ProtocolError("the answer was cut short")
         parts.append(chunk)
@@ -129,18 +163,18 @@ def _read_exactly(sock: socket.socket, have: bytes, length: int) -> bytes:
     return b"".join(parts)[:length]
 
 
-def _read_to_end(sock: socket.socket) -> bytes:
+def _read_to_end(reader: _Reader) -> bytes:
     parts = []
-    while chunk := sock.recv(65536):
+    while chunk := reader.recv():
         parts.append(chunk)
     return b"".join(parts)
 
 
-def _dechunk(sock: socket.socket, data: bytes) -> bytes:
+def _dechunk(reader: _Reader, data: bytes) -> bytes:
     out: list[bytes] = []
     while True:
         while b"\r\n" not in data:
-            chunk = sock.recv(65536)
+            chunk = reader.recv()
             if not chunk:
                 raise ProtocolError("the answer was cut short")
             data += chunk
@@ -151,13 +185,13 @@ def _dechunk(sock: socket.socket, data: bytes) -> bytes:
             raise ProtocolError("bad chunk size") from None
         if size == 0:
             return b"".join(out)
-        data = _read_exactly(sock, data, size + 2)
+        data = _read_exactly(reader, data, size + 2)
         out.append(data[:size])
         data = data[size + 2:]
 
 
 def _exchange_tls(host: str, port: int | None, timeout: float, method: str, target: str,
-                  headers: dict[str, str], body: bytes | None) -> Reply:
+                  headers: dict[str, str], body: bytes | None, max_body: int) -> Reply:
     import http.client
 
     connection = http.client.HTTPSConnection(host, port, timeout=timeout)
@@ -165,7 +199,10 @@ def _exchange_tls(host: str, port: int | None, timeout: float, method: str, targ
         connection.request(method, target, body=body, headers=headers)
         response = connection.getresponse()
         fields = {name.lower(): value for name, value in response.getheaders()}
-        return Reply(response.status, fields, response.read())
+        content = response.read(max_body + 1)
+        if len(content) > max_body:
+            raise ProtocolError(f"the answer is larger than {max_body // 1024 // 1024} MiB")
+        return Reply(response.status, fields, content)
     except http.client.HTTPException as exc:
         raise ProtocolError(str(exc) or type(exc).__name__) from exc
     finally:

@@ -1,0 +1,1 @@
+"""The metadata port: the real service's request rules, routing, rendering, endpoints and fixed answers."""

@@ -1,0 +1,1 @@
+"""What changes while the emulator runs: its VMs, fleet, events, clock, faults and journal, and their store."""
