@@ -173,7 +173,8 @@ def foreign_imports(tree: Tree, package: str) -> list[str]:
 def crossings(tree: Tree, package: str, *, forbidden: Iterable[str] = (), allowed: Iterable[str] | None = None
               ) -> list[str]:
     """Imports by modules of ``package`` of a module of the tree within one of ``forbidden``, or, when
-    ``allowed`` is given, within none of ``allowed`` (``package`` itself is always allowed)."""
+    ``allowed`` is given, within none of ``allowed`` (``package`` itself is always allowed). Imports under
+    ``if TYPE_CHECKING:`` count: a type is a dependency too."""
     forbidden, allowed = tuple(forbidden), None if allowed is None else (package, *allowed)
     found: dict[str, None] = {}
     for module in _sources(tree, package):
@@ -229,10 +230,10 @@ def cycles(tree: Tree) -> list[list[str]]:
 def describe_cycle(tree: Tree, component: list[str]) -> str:
     """A cycle as its import lines, for a failure message."""
     members = set(component)
-    lines = [f"{tree.where(imp.source, imp.line)}: {imp.source} -> {imp.target}"
-             + (" (inside a function)" if imp.in_function else "")
-             for name in component for imp in tree.modules[name].imports
-             if imp.target in members and imp.target != name and not imp.type_checking]
+    lines = dict.fromkeys(f"{tree.where(imp.source, imp.line)}: {imp.source} -> {imp.target}"
+                          + (" (inside a function)" if imp.in_function else "")
+                          for name in component for imp in tree.modules[name].imports
+                          if imp.target in members and imp.target != name and not imp.type_checking)
     return "cycle among " + ", ".join(component) + ":\n    " + "\n    ".join(lines)
 
 
