@@ -1,14 +1,21 @@
-"""Helpers the tests share: a raw HTTP request, ``azimds serve`` as a subprocess, where the test data lives."""
+"""Helpers the tests share: a raw HTTP request, ``azimds serve`` as a subprocess, the ``azimds`` command as a
+process or in this process, where the test data lives."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -69,3 +76,46 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         return self.proc.wait(timeout=10)
+
+
+def azimds_process(*args: str, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``azimds ARGS`` as a real process (end to end: start-up, imports, exit code)."""
+    return subprocess.run([*AZIMDS, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def azimds_inprocess(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``azimds ARGS`` run by ``azimds.cli.main`` in this process, as a fresh process would run it: stdout and
+    stderr captured, the exit code returned (argparse's ``SystemExit`` included), ``env`` (when given) as the
+    whole environment, help laid out for 80 columns as with a pipe, and the client's process-wide rate limiter
+    full again (a new process starts with a full bucket). An exception that escapes ``main`` propagates: a
+    process would die of it with a traceback, and the test fails either way."""
+    from azimds.cli import main
+    from azimds.client import PROCESS_LIMITER
+
+    environment = dict(os.environ if env is None else env)
+    environment.setdefault("COLUMNS", "80")
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, environment, clear=True), \
+            mock.patch.object(PROCESS_LIMITER, "_tokens", PROCESS_LIMITER.burst), \
+            mock.patch.object(PROCESS_LIMITER, "_stamp", PROCESS_LIMITER._clock()), \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code: object = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # SystemExit("message"): printed, exit 1, as the interpreter does
+        err.write(f"{code}\n")
+        code = 1
+    return subprocess.CompletedProcess(["azimds", *args], code, out.getvalue(), err.getvalue())
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, interval: float = 0.005) -> None:
+    """Poll ``condition`` until it is true; AssertionError if it is still false after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {condition}")
+        time.sleep(interval)

@@ -1,43 +1,61 @@
-"""``azimds ctl`` end to end: every subcommand against a real ``azimds serve``, its effect checked on the
-metadata port; refusals, a wrong token and a missing control plane as one line and exit 2 (1 for 404).
+"""``azimds ctl``: every subcommand against a running emulator, its effect checked on the metadata port;
+refusals, a wrong token and a missing control plane as one line and exit 2 (1 for 404).
+
+Most tests run the command in this process (``azimds.cli.main``, output and exit code captured) against an
+in-process emulator that writes its token to a state directory as ``azimds serve`` does; the end-to-end tests
+at the bottom run real ``azimds ctl`` processes against a real ``azimds serve``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from azimds import Emulator
 from azimds.cli import ctl as ctl_module
 from azimds.emulator.config import default_state_dir
-from tests.support import ServeProcess, fetch
+from tests.support import AZIMDS, ServeProcess, azimds_inprocess, azimds_process, fetch
 
-CLI = [sys.executable, "-m", "azimds"]
 SE = "/metadata/scheduledevents?api-version=2020-07-01"
 NAME = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
 TAGS = "/metadata/instance/compute/tags?api-version=2021-02-01&format=text"
 
 
 class Ctl:
-    """``azimds ctl`` aimed at one ``azimds serve``: its control URL from the line serve prints on stderr,
-    its token from the state directory serve wrote it to (as a user's default would)."""
+    """``azimds ctl`` aimed at one emulator: its control URL, and its token from the state directory the
+    emulator wrote it to (as a user's default would). Runs in this process, or as real processes
+    (``process=True``)."""
 
-    def __init__(self, server: ServeProcess) -> None:
+    def __init__(self, control: str, state_dir: str, url: str, *, process: bool = False) -> None:
+        self.control, self.state_dir, self.url, self.process = control, state_dir, url, process
+
+    @classmethod
+    def serving(cls, server: ServeProcess, *, process: bool = False) -> Ctl:
+        """For an ``azimds serve``: the control URL and token file from the line it prints on stderr."""
         line = server.proc.stderr.readline()  # type: ignore[union-attr]
         match = re.fullmatch(r"azimds: control plane (http://\S+) \(token in (\S+)/control-token\)\n", line)
         assert match, line
-        self.server, self.control, self.state_dir = server, match.group(1), match.group(2)
-        self.url = server.url
+        return cls(match.group(1), match.group(2), server.url, process=process)
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*CLI, "ctl", "--control", self.control, "--state-dir", self.state_dir, *args],
-                              capture_output=True, text=True, timeout=30, env=env)
+    @classmethod
+    def of(cls, emulator: Emulator, state_dir: Path) -> Ctl:
+        """For an in-process emulator started with ``state_dir``, where it wrote its token as serve does."""
+        assert (state_dir / "control-token").read_text() == emulator.token + "\n"
+        return cls(emulator.control_url, str(state_dir), emulator.url)
+
+    def as_process(self) -> Ctl:
+        return Ctl(self.control, self.state_dir, self.url, process=True)
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["ctl", "--control", self.control, "--state-dir", self.state_dir, *args]
+        return azimds_process(*argv, env=env, timeout=30) if self.process else azimds_inprocess(*argv, env=env)
 
     def ok(self, *args: str) -> object:
         """Run, assert success and silence on stderr; the JSON printed (None for nothing)."""
@@ -59,16 +77,25 @@ class Ctl:
         return fetch(self.url, path).body.decode()
 
 
+@contextlib.contextmanager
+def emulated(tmp_path: Path, profile: Path | None = None, **options: object) -> Iterator[Ctl]:
+    """An in-process emulator with a state directory, as ``azimds serve`` runs by default, and its Ctl."""
+    state = tmp_path / "state"
+    with Emulator(profile, state_dir=state, **options) as emulator:  # type: ignore[arg-type]
+        yield Ctl.of(emulator, state)
+
+
 @pytest.fixture
-def ctl(serve) -> Ctl:
-    return Ctl(serve("--clock", "manual", "--rate-limit", "0"))
+def ctl(tmp_path: Path) -> Iterator[Ctl]:
+    with emulated(tmp_path, clock="manual") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def unchanged() -> Iterator[Ctl]:
-    """One emulator for the tests that must change nothing (each checks that it did not)."""
+    """One real ``azimds serve`` for the tests that must change nothing (each checks that it did not)."""
     server = ServeProcess("--clock", "manual", "--rate-limit", "0")
-    yield Ctl(server)
+    yield Ctl.serving(server)
     server.stop()
 
 
@@ -87,8 +114,8 @@ def test_get_set_patch_delete(ctl: Ctl) -> None:
 
 
 def test_pretty_output_and_options_after_the_operation(ctl: Ctl) -> None:
-    done = subprocess.run([*CLI, "ctl", "get", "compute/osProfile", "--pretty", "--control", ctl.control,
-                           "--state-dir", ctl.state_dir], capture_output=True, text=True, timeout=30)
+    done = azimds_inprocess("ctl", "get", "compute/osProfile", "--pretty", "--control", ctl.control,
+                            "--state-dir", ctl.state_dir)
     assert done.returncode == 0 and done.stdout.startswith('{\n  "adminUsername": "azureuser"')
 
 
@@ -244,17 +271,17 @@ def test_reset_restores_the_profile_and_cancels_events(ctl: Ctl) -> None:
     assert ctl.ok("faults", "list") == {"faults": []}
 
 
-def test_reload_reads_the_profile_file_again(serve, tmp_path: Path) -> None:
+def test_reload_reads_the_profile_file_again(tmp_path: Path) -> None:
     profile = tmp_path / "vm.yaml"
     profile.write_text("compute: {name: before}\n")
-    ctl = Ctl(serve("--profile", str(profile), "--rate-limit", "0"))
-    profile.write_text("compute: {name: after}\n")
-    assert ctl.text(NAME) == "before"
-    assert ctl.ok("reload") == {"reloaded": True}
-    assert ctl.text(NAME) == "after"
-    profile.write_text("compute: {name: 5\n")
-    assert ctl.fails(2, "reload").startswith("azimds: the change is invalid")
-    assert ctl.text(NAME) == "after"
+    with emulated(tmp_path, profile) as ctl:
+        profile.write_text("compute: {name: after}\n")
+        assert ctl.text(NAME) == "before"
+        assert ctl.ok("reload") == {"reloaded": True}
+        assert ctl.text(NAME) == "after"
+        profile.write_text("compute: {name: 5\n")
+        assert ctl.fails(2, "reload").startswith("azimds: the change is invalid")
+        assert ctl.text(NAME) == "after"
 
 
 def test_reload_without_a_profile_file_exits_2(ctl: Ctl) -> None:
@@ -272,23 +299,23 @@ fleet:
 """
 
 
-def test_vm_selects_a_fleet_vm_and_fleet_walk_plans_update_domains(serve, tmp_path: Path) -> None:
+def test_vm_selects_a_fleet_vm_and_fleet_walk_plans_update_domains(tmp_path: Path) -> None:
     profile = tmp_path / "fleet.yaml"
     profile.write_text(FLEET)
-    ctl = Ctl(serve("--profile", str(profile), "--rate-limit", "0", "--clock", "manual"))
-    assert ctl.ok("get", "compute/name", "--vm", "db-1") == "db-1"
-    ctl.ok("set", "compute/zone", '"2"', "--vm", "db-1")
-    assert ctl.ok("get", "compute/zone", "--vm", "db-1") == "2"
-    assert ctl.ok("get", "compute/zone") == ""  # the profile's own VM is untouched
-    assert ctl.ok("events", "schedule", "Reboot", "--vm", "db-1")["resources"] == ["db-1"]  # type: ignore[index]
-    assert ctl.ok("events", "list")["events"] == []  # type: ignore[index]
-    assert ctl.fails(1, "get", "--vm", "nobody") == "azimds: no VM named 'nobody'"
-    walked = ctl.ok("fleet", "walk", "web", "--type", "Reboot", "--gap", "1800")["events"]  # type: ignore[index]
-    assert [(e["resources"], e["status"]) for e in walked] == [(["web_0", "web_2"], "Scheduled")]
-    ctl.ok("clock", "--advance", "1860")  # domain 0 started at 15 min and was done at 25; domain 1 is out at 30
-    now = ctl.ok("events", "list", "--vm", "web_1")["events"]  # type: ignore[index]
-    assert [(e["type"], e["resources"], e["status"]) for e in now] == [("Reboot", ["web_1", "web_3"], "Scheduled")]
-    assert ctl.fails(1, "fleet", "walk", "nope") == "azimds: no scale set named 'nope'"
+    with emulated(tmp_path, profile, clock="manual") as ctl:
+        assert ctl.ok("get", "compute/name", "--vm", "db-1") == "db-1"
+        ctl.ok("set", "compute/zone", '"2"', "--vm", "db-1")
+        assert ctl.ok("get", "compute/zone", "--vm", "db-1") == "2"
+        assert ctl.ok("get", "compute/zone") == ""  # the profile's own VM is untouched
+        assert ctl.ok("events", "schedule", "Reboot", "--vm", "db-1")["resources"] == ["db-1"]  # type: ignore[index]
+        assert ctl.ok("events", "list")["events"] == []  # type: ignore[index]
+        assert ctl.fails(1, "get", "--vm", "nobody") == "azimds: no VM named 'nobody'"
+        walked = ctl.ok("fleet", "walk", "web", "--type", "Reboot", "--gap", "1800")["events"]  # type: ignore[index]
+        assert [(e["resources"], e["status"]) for e in walked] == [(["web_0", "web_2"], "Scheduled")]
+        ctl.ok("clock", "--advance", "1860")  # domain 0 started at 15 min and was done at 25; domain 1 is out at 30
+        now = ctl.ok("events", "list", "--vm", "web_1")["events"]  # type: ignore[index]
+        assert [(e["type"], e["resources"], e["status"]) for e in now] == [("Reboot", ["web_1", "web_3"], "Scheduled")]
+        assert ctl.fails(1, "fleet", "walk", "nope") == "azimds: no scale set named 'nope'"
 
 
 # -- token and connection ----------------------------------------------------------------------------------
@@ -308,26 +335,27 @@ def test_a_wrong_token_exits_2_and_changes_nothing(unchanged: Ctl, operation: li
 def test_token_and_control_plane_from_the_environment(ctl: Ctl, tmp_path: Path) -> None:
     env = {**os.environ, "AZIMDS_CONTROL": ctl.control, "AZIMDS_CONTROL_TOKEN": ctl.token(),
            "XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path)}
-    done = subprocess.run([*CLI, "ctl", "get", "compute/name"], capture_output=True, text=True, env=env, timeout=30)
+    done = azimds_inprocess("ctl", "get", "compute/name", env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, '"web-01"\n', "")
     env["AZIMDS_CONTROL_TOKEN"] = "wrong"  # --state-dir, named on the command line, wins over the variable
     assert ctl.run("get", "compute/name", env=env).stdout == '"web-01"\n'
-    done = subprocess.run([*CLI, "ctl", "get"], capture_output=True, text=True, env=env, timeout=30)
+    done = azimds_inprocess("ctl", "get", env=env)
     assert done.stderr == f"azimds: the control plane at {ctl.control} refused the token from $AZIMDS_CONTROL_TOKEN\n"
 
 
 def test_the_token_file_in_the_default_state_directory(ctl: Ctl, tmp_path: Path) -> None:
+    """End to end: a real ``azimds ctl`` process finds the token where serve writes it by default."""
     state = tmp_path / "azimds"
     env = {key: value for key, value in os.environ.items() if key != "AZIMDS_CONTROL_TOKEN"}
     env.update(XDG_STATE_HOME=str(tmp_path), AZIMDS_CONTROL=ctl.control)
-    done = subprocess.run([*CLI, "ctl", "get", "compute/name"], capture_output=True, text=True, env=env, timeout=30)
+    done = azimds_process("ctl", "get", "compute/name", env=env, timeout=30)
     assert done.returncode == 2
     assert done.stderr == (f"azimds: no control token: {state}/control-token does not exist; give --token, set "
                            "$AZIMDS_CONTROL_TOKEN, or point --state-dir at the state directory of the running "
                            "azimds serve\n")
     state.mkdir()
     (state / "control-token").write_text(ctl.token() + "\n")
-    done = subprocess.run([*CLI, "ctl", "get", "compute/name"], capture_output=True, text=True, env=env, timeout=30)
+    done = azimds_process("ctl", "get", "compute/name", env=env, timeout=30)
     assert (done.returncode, done.stdout) == (0, '"web-01"\n')
 
 
@@ -340,16 +368,14 @@ def test_the_default_state_directory_is_the_one_serve_uses(monkeypatch: pytest.M
 
 
 def test_no_control_plane_exits_2(tmp_path: Path) -> None:
-    done = subprocess.run([*CLI, "ctl", "--control", "http://127.0.0.1:9", "--token", "t", "reset"],
-                          capture_output=True, text=True, timeout=30)
+    done = azimds_inprocess("ctl", "--control", "http://127.0.0.1:9", "--token", "t", "reset")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "azimds: no answer from the control plane at http://127.0.0.1:9: Connection refused\n"
 
 
 @pytest.mark.parametrize("url", ["ftp://h:1", "http://h:1/v1", "http://h:port", "127.0.0.1:8170"])
 def test_a_bad_control_url_exits_2(url: str) -> None:
-    done = subprocess.run([*CLI, "ctl", "--control", url, "--token", "t", "get"], capture_output=True, text=True,
-                          timeout=30)
+    done = azimds_inprocess("ctl", "--control", url, "--token", "t", "get")
     assert (done.returncode, done.stderr) == (2, f"azimds: a control plane URL is http://HOST[:PORT], not {url!r}\n")
 
 
@@ -371,12 +397,33 @@ def test_every_operation_has_help(operation: list[str], capsys: pytest.CaptureFi
 
 
 def test_ctl_is_listed_by_azimds_help() -> None:
-    done = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30)
+    done = azimds_inprocess("--help")
+    assert done.returncode == 0
     assert re.search(r"^    ctl +steer a running emulator", done.stdout, re.MULTILINE)
 
 
+# -- end to end: real ``azimds ctl`` processes against a real ``azimds serve`` ----------------------------------
+
+def test_end_to_end_a_ctl_process_prints_the_answer(unchanged: Ctl) -> None:
+    process = unchanged.as_process()
+    done = process.run("get", "compute/osProfile", "--pretty")
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith('{\n  "adminUsername": "azureuser"')
+    assert process.ok("get") == unchanged.ok("get")  # the same answer out of process as in it
+
+
+def test_end_to_end_a_refusal_exits_2(unchanged: Ctl) -> None:
+    before = unchanged.ok("get")
+    line = unchanged.as_process().fails(2, "--token", "wrong", "set", "compute/name", '"x"')
+    assert line == f"azimds: the control plane at {unchanged.control} refused the token from --token"
+    assert unchanged.ok("get") == before
+
+
+def test_end_to_end_a_missing_node_exits_1(unchanged: Ctl) -> None:
+    assert unchanged.as_process().fails(1, "get", "compute/nope") == "azimds: no such node: compute/nope"
+
+
 def test_ctl_imports_nothing_heavy(unchanged: Ctl) -> None:
-    done = subprocess.run([*CLI[:1], "-X", "importtime", *CLI[1:], "ctl", "--control", unchanged.control,
+    done = subprocess.run([AZIMDS[0], "-X", "importtime", *AZIMDS[1:], "ctl", "--control", unchanged.control,
                            "--state-dir", unchanged.state_dir, "events", "list"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0

@@ -1,9 +1,13 @@
-"""The client commands of the ``azimds`` CLI, run as real processes: output, exit codes, one-line errors,
-safe shell export of tags, proxies ignored, the dump -> serve -> get round trip, and a fast start.
+"""The client commands of the ``azimds`` CLI: output, exit codes, one-line errors, safe shell export of tags,
+proxies ignored, the dump -> serve -> get round trip, and a fast start.
+
+Most run the command in this process (``azimds.cli.main``, output and exit code captured, see
+``tests.support.azimds_inprocess``); every command also runs at least once as a real process (``process``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,9 +23,9 @@ from azimds import Emulator
 from azimds.azure import INSTANCE_VERSIONS
 from azimds.client import DEFAULT_DEADLINE, ZERO_GUID
 from azimds.emulator.model.faults import FaultRule as Fault
-from tests.support import fetch
+from tests.support import AZIMDS, azimds_inprocess, azimds_process, fetch
 
-CLI = [sys.executable, "-m", "azimds"]
+CLI = AZIMDS
 EVIL = "it's $(touch PWNED) `touch PWNED` \"q\" ;&| $HOME \\"
 TAGS = {
     "tag_key": "value:with:colons",
@@ -38,8 +42,14 @@ TAGS = {
 }
 
 
-def azimds(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+def azimds(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command run in this process."""
+    return azimds_inprocess(*args, env=env)
+
+
+def process(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The command as a real process, end to end."""
+    return azimds_process(*args, env=env)
 
 
 def one_line_error(done: subprocess.CompletedProcess, code: int) -> str:
@@ -74,7 +84,7 @@ def env_without(*names: str, **extra: str) -> dict[str, str]:
 # -- tags ------------------------------------------------------------------------------------------------
 
 def test_tags_key_prints_the_value_alone(vm: Emulator) -> None:
-    done = azimds("tags", "tag_key", "--endpoint", vm.url)
+    done = process("tags", "tag_key", "--endpoint", vm.url)
     assert (done.returncode, done.stdout, done.stderr) == (0, "value:with:colons\n", "")
 
 
@@ -152,7 +162,7 @@ def test_get_prints_json_as_served(vm: Emulator) -> None:
 
 
 def test_get_text_leaf(vm: Emulator) -> None:
-    done = azimds("get", "instance/compute/name", "--text", "--endpoint", vm.url)
+    done = process("get", "instance/compute/name", "--text", "--endpoint", vm.url)
     assert (done.returncode, done.stdout) == (0, "tagged\n")
 
 
@@ -174,7 +184,7 @@ def test_get_a_missing_path_exits_1(vm: Emulator) -> None:
 
 
 def test_versions(vm: Emulator) -> None:
-    assert azimds("versions", "--endpoint", vm.url).stdout.splitlines() == list(INSTANCE_VERSIONS)
+    assert process("versions", "--endpoint", vm.url).stdout.splitlines() == list(INSTANCE_VERSIONS)
 
 
 def test_endpoint_from_the_environment_as_the_ready_line_prints_it(vm: Emulator) -> None:
@@ -186,7 +196,7 @@ def test_endpoint_from_the_environment_as_the_ready_line_prints_it(vm: Emulator)
 
 def test_no_answer_exits_2_in_one_line() -> None:
     port = closed_port()
-    line = one_line_error(azimds("tags", "--endpoint", f"http://127.0.0.1:{port}", "--deadline", "0.5"), 2)
+    line = one_line_error(process("tags", "--endpoint", f"http://127.0.0.1:{port}", "--deadline", "0.5"), 2)
     assert re.fullmatch(rf"azimds: no answer from http://127\.0\.0\.1:{port}: Connection refused "
                         r"\(\d+ attempts? in \d+\.\d s\)", line)
 
@@ -241,12 +251,11 @@ def test_dump_help_says_what_redact_does() -> None:
 
 # -- proxies, dump round trip, start-up ------------------------------------------------------------------
 
-def test_proxy_variables_are_ignored(serve) -> None:
+def test_proxy_variables_are_ignored(shared_vm: Emulator) -> None:
     dead = f"http://127.0.0.1:{closed_port()}"
     proxies = dict.fromkeys(("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"), dead)
     env = env_without("NO_PROXY", "no_proxy", "AZIMDS_ENDPOINT", **proxies)
-    server = serve("--rate-limit", "0")
-    done = azimds("tags", "tag_key", "--endpoint", server.url, "--deadline", "3", env=env)
+    done = process("tags", "tag_key", "--endpoint", shared_vm.url, "--deadline", "3", env=env)
     assert (done.returncode, done.stdout, done.stderr) == (0, "configured-by-tag\n", "")
 
 
@@ -262,25 +271,32 @@ ROUND_TRIP_PATHS = [
 
 
 @pytest.mark.parametrize("newest", [INSTANCE_VERSIONS[-1], "2021-12-13"])
-def test_dump_then_serve_answers_byte_identical(serve, tmp_path: Path, newest: str) -> None:
-    original = serve("--rate-limit", "0", "--newest-version", newest)
-    profile = tmp_path / "vm.json"
-    done = azimds("dump", "--endpoint", original.url, "--output", str(profile))
-    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
-    assert json.loads(profile.read_text())["azimds"] == {"newestVersion": newest}
-    assert azimds("dump", "--endpoint", original.url).stdout == profile.read_text()
-    copy = serve("--rate-limit", "0", "--profile", str(profile))
+def test_dump_then_serve_answers_byte_identical(tmp_path: Path, newest: str) -> None:
+    """In-process emulators serve as ``azimds serve`` does (the same App); the redact test below runs serve."""
+    with contextlib.ExitStack() as running:
+        original = running.enter_context(Emulator(newest_version=newest))
+        profile = tmp_path / "vm.json"
+        done = azimds("dump", "--endpoint", original.url, "--output", str(profile))
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert json.loads(profile.read_text())["azimds"] == {"newestVersion": newest}
+        assert azimds("dump", "--endpoint", original.url).stdout == profile.read_text()
+        copy = running.enter_context(Emulator(profile))
+        round_trip(original.url, copy.url, newest)
+
+
+def round_trip(original: str, copy: str, newest: str) -> None:
+    """Assert that ``copy`` answers every round-trip path, and the client commands, as ``original`` does."""
     for path in (p.format(newest=newest) for p in ROUND_TRIP_PATHS):
-        a, b = fetch(original.url, path), fetch(copy.url, path)
+        a, b = fetch(original, path), fetch(copy, path)
         assert (b.status, b.body) == (a.status, a.body), path
     for args in (["get"], ["tags", "--format", "json"], ["versions"]):
-        assert azimds(*args, "--endpoint", copy.url).stdout == azimds(*args, "--endpoint", original.url).stdout
+        assert azimds(*args, "--endpoint", copy).stdout == azimds(*args, "--endpoint", original).stdout
 
 
-def test_dump_redact_serves_a_scrubbed_vm(serve, tmp_path: Path) -> None:
-    original = serve("--rate-limit", "0")
+def test_dump_redact_serves_a_scrubbed_vm(shared_vm: Emulator, serve, tmp_path: Path) -> None:
+    """End to end: ``azimds dump`` and ``azimds serve`` as real processes (the original is the default VM)."""
     profile = tmp_path / "redacted.json"
-    assert azimds("dump", "--redact", "--endpoint", original.url, "--output", str(profile)).returncode == 0
+    assert process("dump", "--redact", "--endpoint", shared_vm.url, "--output", str(profile)).returncode == 0
     text = profile.read_text()
     for secret in ("6f1c2a8e-4b7d-4c39-9e21-3d5a0b8f7c64", "20.115.74.12", "web-01", "app-prod-rg",
                    "IyEvYmluL3NoCmVjaG8", "ssh-rsa"):

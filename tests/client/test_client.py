@@ -551,7 +551,7 @@ def other_server() -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # shutdown() waits a poll
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
@@ -563,7 +563,7 @@ def test_is_azure_is_false_for_another_http_server(other_server: str) -> None:
 
 
 def test_a_non_json_answer_is_an_error(other_server: str) -> None:
-    with pytest.raises(ImdsError, match="the answer is not JSON; is http://127.0.0.1:[0-9]+ an IMDS"):
+    with pytest.raises(ImdsError, match=r"the answer is not JSON; is http://127\.0\.0\.1:[0-9]+ an IMDS"):
         Client(other_server, limiter=None).versions()
 
 

@@ -22,7 +22,7 @@ import pytest
 from azimds import Emulator
 from azimds.client import FIRST_EVENTS_TIMEOUT, Backoff, Client, ImdsError, ImdsUnavailable, touches
 from azimds.emulator.model.faults import FaultRule as Fault
-from tests.support import fetch
+from tests.support import azimds_inprocess, azimds_process, fetch, wait_until
 
 CLI = [sys.executable, "-m", "azimds"]
 EVENTS = "/metadata/scheduledevents"
@@ -114,7 +114,9 @@ def test_the_first_events_request_waits_for_a_slow_start() -> None:
         assert reader.events()["Events"] == []
         with pytest.raises(ImdsUnavailable, match="timed out"):
             reader.events()
-        time.sleep(0.4)  # let the emulator finish the abandoned answer before it stops
+        # the emulator finishes the abandoned answer (and journals it) before it stops
+        wait_until(lambda: len(polls(imds)) == 2, timeout=5)
+        assert polls(imds) == [("2020-07-01", 200), ("2020-07-01", 200)]
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def json_server() -> Iterator[str]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()  # shutdown() waits a poll
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     server.server_close()
@@ -228,7 +230,8 @@ def test_an_unknown_event_id_is_a_clear_error_and_not_retried(imds: Emulator) ->
     with pytest.raises(ImdsError) as caught:
         client(imds).approve([known, "NOPE"])
     assert caught.value.status == 400
-    assert str(caught.value) == "approval of " + known + ", NOPE refused: Bad request. EventId NOPE is not a current event."
+    assert str(caught.value) == ("approval of " + known + ", NOPE refused: Bad request. EventId NOPE is not a "
+                                 "current event.")
     assert polls(imds, "POST") == [("2020-07-01", 400)]
     assert statuses(imds) == {known: "Scheduled"}
 
@@ -283,13 +286,15 @@ def test_client_touches_reads_the_vm_name_once(imds: Emulator) -> None:
 
 # -- azimds events -----------------------------------------------------------------------------------------
 
-def azimds(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+def azimds(*args: str) -> subprocess.CompletedProcess:
+    """``azimds ARGS`` in this process (``tests.support.azimds_inprocess``)."""
+    return azimds_inprocess(*args)
 
 
 def test_cli_prints_the_document(imds: Emulator) -> None:
+    """End to end: a real ``azimds events`` process."""
     event_id = schedule(imds)
-    done = azimds("events", "--endpoint", imds.url)
+    done = azimds_process("events", "--endpoint", imds.url, timeout=30)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout.count("\n") == 1
     assert json.loads(done.stdout) == document(imds)

@@ -14,7 +14,8 @@ from azimds.emulator.service.http import Request, Response
 from azimds.emulator.service.server import HttpServer, Limits
 from tests.support import fetch
 
-GET = b"GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n"
+GET = (b"GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\n"
+       b"Metadata: true\r\n\r\n")
 
 
 def connect(url: str) -> socket.socket:
@@ -75,7 +76,7 @@ def test_pipelined_requests_answered_in_order(shared_vm):
 def test_close_when_the_client_asks(shared_vm, request_bytes):
     with connect(shared_vm.url) as sock:
         sock.sendall(request_bytes)
-        [(status, headers, body)] = read_responses(sock, 1)
+        [(status, headers, _)] = read_responses(sock, 1)
         assert status == 200 and headers.get("connection") == "close"
         assert closed_by_peer(sock)
 
@@ -108,7 +109,8 @@ def test_a_slow_client_does_not_stall_others(shared_vm):
         slow.sendall(GET[:20])  # half a request line, then nothing
         start = time.monotonic()
         for _ in range(5):
-            assert fetch(shared_vm.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text").status == 200
+            assert fetch(shared_vm.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
+                         ).status == 200
         assert time.monotonic() - start < 2
         slow.sendall(GET[20:])
         assert read_responses(slow, 1)[0][2] == b"web-01"
@@ -146,28 +148,44 @@ class TinyServer:
         self.thread.join(10)
 
 
+IDLE = 0.3  # seconds; the production defaults are a minute and ten seconds, checked every second
+TICK = 0.02  # housekeeping this often, so that a test waits for its timeout, not for the next second
+
+
+def test_the_production_housekeeping_tick_is_a_second() -> None:
+    assert Limits().tick == 1.0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tick must be more than 0 seconds"):
+            Limits(tick=bad)
+
+
 def test_idle_connections_are_closed():
-    tiny = TinyServer(Limits(idle_timeout=1.0))
+    tiny = TinyServer(Limits(idle_timeout=IDLE, tick=TICK))
     try:
         with connect(tiny.url) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_responses(sock, 1)[0][2] == b"ok"
             started = time.monotonic()
             assert closed_by_peer(sock)
-            assert 0.9 <= time.monotonic() - started < 4
+            assert 0.9 * IDLE <= time.monotonic() - started < 4 * IDLE
     finally:
         tiny.close()
 
 
 def test_requests_that_never_finish_time_out_with_408():
-    tiny = TinyServer(Limits(request_timeout=1.0))
+    tiny = TinyServer(Limits(request_timeout=IDLE, tick=TICK))
     try:
         with connect(tiny.url) as sock:
+            started = time.monotonic()
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # headers never end
             [(status, headers, _)] = read_responses(sock, 1)
+            elapsed = time.monotonic() - started
             assert status == 408 and headers["connection"] == "close"
     finally:
         tiny.close()
+    # Not before the timeout; and at a tick soon after it, where the default tick would come a second after
+    # the server started (just before this request): the tick is the setting's.
+    assert IDLE <= elapsed < IDLE + 0.5
 
 
 def test_handler_exception_is_a_500_and_the_connection_survives():
@@ -231,12 +249,12 @@ def test_serve_shuts_down_cleanly_on_signal(serve, sig):
     assert "Traceback" not in proc.proc.stderr.read()
 
 
-def test_serve_reports_a_busy_port(serve):
+def test_serve_reports_a_busy_port(shared_vm, tmp_path):
     import subprocess
 
     from tests.support import AZIMDS
 
-    first = serve()
-    port = first.url.rsplit(":", 1)[1]
-    run = subprocess.run([*AZIMDS, "serve", "--port", port], capture_output=True, text=True, timeout=30)
+    port = shared_vm.url.rsplit(":", 1)[1]  # taken by an emulator, as by a first azimds serve
+    run = subprocess.run([*AZIMDS, "serve", "--port", port, "--control-port", "0", "--state-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "cannot listen on" in run.stderr and "Traceback" not in run.stderr

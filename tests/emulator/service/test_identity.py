@@ -95,7 +95,8 @@ def test_token_validates_against_the_published_keys_only(mi):
     # a token made with another key, even under the same kid, does not validate
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    forged = jwt.encode(claims, rsa.generate_private_key(65537, 2048), algorithm="RS256", headers={"kid": header["kid"]})
+    forged = jwt.encode(claims, rsa.generate_private_key(65537, 2048), algorithm="RS256",
+                        headers={"kid": header["kid"]})
     with pytest.raises(jwt.InvalidSignatureError):
         validate(mi, forged)
 
@@ -261,6 +262,9 @@ def test_at_most_five_identity_requests_in_flight():
             thread.join()
         assert sorted(results) == [200] * 5 + [429] * 3
         assert time.monotonic() - started < 2
+        # Still delayed (so still counted in flight, and refused if the slots had leaked), but briefly.
+        imds.control.clear_faults()
+        imds.control.add_fault(Fault(path="/metadata/identity/*", latency=0.01))
         other = [token(imds, source="127.0.0.32").status]  # another caller is not affected
         assert other == [200] and token(imds, source="127.0.0.31").status == 200  # and the slots came back
 
@@ -270,9 +274,9 @@ def test_at_most_five_identity_requests_in_flight():
 @pytest.fixture
 def sdk_env(mi, monkeypatch):
     for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT",
-                 "MSI_SECRET", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE",
-                 "AZURE_TOKEN_CREDENTIALS", "AZURE_USERNAME", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                 "https_proxy", "ALL_PROXY", "all_proxy"):
+                 "MSI_SECRET", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET",
+                 "AZURE_FEDERATED_TOKEN_FILE", "AZURE_TOKEN_CREDENTIALS", "AZURE_USERNAME", "HTTP_PROXY",
+                 "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", mi.url)
@@ -335,7 +339,8 @@ def test_default_vm_identities_are_stable_and_realistic():
     assert first.identity == second.identity
     ident = first.identity
     assert ident.system is not None and len(ident.user) == 1
-    assert ident.user[0].resource_id.endswith("/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web-01-identity")
+    assert ident.user[0].resource_id.endswith(
+        "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/web-01-identity")
     guids = [ident.tenant_id, ident.system.client_id, ident.system.object_id, ident.user[0].client_id,
              ident.user[0].object_id]
     assert len(set(guids)) == 5 and all(len(g) == 36 and g == g.lower() and g[14] == "4" for g in guids)
@@ -360,7 +365,8 @@ def test_identity_section_values_are_kept():
     ({"systemAssigned": "maybe"}, "identity.systemAssigned", "true, false or a mapping"),
     ({"systemAssigned": {"enabled": "maybe"}}, "identity.systemAssigned.enabled", "must be true or false"),
     ({"tenantId": 7}, "identity.tenantId", "not a GUID"),
-    ({"userAssigned": [{"resourceId": "/subscriptions/x/resourceGroups/y/providers/Microsoft.Compute/virtualMachines/z"}]},
+    ({"userAssigned": [{"resourceId": "/subscriptions/x/resourceGroups/y/providers/Microsoft.Compute/"
+                                      "virtualMachines/z"}]},
      "identity.userAssigned[0].resourceId", "not a user-assigned identity id"),
     ({"userAssigned": [{}]}, "identity.userAssigned[0]", "resourceId or its name"),
     ({"userAssigned": [{"name": "a b"}]}, "identity.userAssigned[0].name", "not an identity name"),
@@ -388,5 +394,5 @@ def test_identity_limits_in_the_profile(tmp_path: Path):
 
     config, _ = configure(defaults={"profile": {"azimds": {"identityRateLimit": 7, "identityConcurrency": 2}}})
     assert (config.identity_rate_limit, config.identity_concurrency) == (7, 2)
-    with pytest.raises(ProfileError, match="azimds.identityConcurrency"):
+    with pytest.raises(ProfileError, match=r"azimds\.identityConcurrency"):
         configure(defaults={"profile": {"azimds": {"identityConcurrency": -1}}})

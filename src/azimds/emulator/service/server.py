@@ -36,6 +36,11 @@ class Limits:
     request_timeout: float = 10.0  # from a request's first byte to its last
     max_connections: int = 10_000
     shutdown_grace: float = 5.0
+    tick: float = 1.0  # how often the timeouts are enforced and the Date header refreshed
+
+    def __post_init__(self) -> None:
+        if not 0 < self.tick < float("inf"):  # 0 would spin the loop; NaN compares false
+            raise ValueError(f"the housekeeping tick must be more than 0 seconds, not {self.tick}")
 
 
 class _Reject(Exception):
@@ -47,7 +52,7 @@ class _Reject(Exception):
 
 
 class _Clock:
-    """The Date header, refreshed once a second by the server's housekeeping task."""
+    """The Date header, refreshed every ``Limits.tick`` (a second) by the server's housekeeping task."""
 
     __slots__ = ("date",)
 
@@ -225,7 +230,7 @@ class _Connection(asyncio.Protocol):
 
     # -- housekeeping -----------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        """Called about once a second: enforce the request and idle timeouts."""
+        """Called every ``Limits.tick`` (about once a second): enforce the request and idle timeouts."""
         if self.transport is None or self.transport.is_closing():
             return
         if self.request_started and now - self.request_started > self.limits.request_timeout:
@@ -275,8 +280,9 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     async def _housekeeping(self) -> None:
+        interval = self.limits.tick
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(interval)
             self.clock.refresh()
             now = time.monotonic()
             for conn in list(self.connections):
