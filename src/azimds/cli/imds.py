@@ -7,6 +7,7 @@ imports the emulator or any third-party module; ``attested --verify`` loads the 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..errors import AttestationError, UsageError
 from ._common import (
@@ -65,6 +66,9 @@ def add_commands(commands: Any) -> None:
                              "proxy environment variables are never used")
     client.add_argument("--deadline", type=seconds, metavar="SECONDS",
                         help="give up after this long, retries included (default: 90)")
+    client.add_argument("-v", "--verbose", action="store_true",
+                        help="print each attempt and each wait on stderr (without it, a terminal is told once, "
+                             f"after {NOTICE_AFTER:.0f} s, that IMDS is not answering and why)")
 
     get = _command(commands, "get", client, "read any IMDS path",
                    "Print /metadata/PATH: JSON as served (compact, keys sorted), or text with --text. "
@@ -204,9 +208,52 @@ def _run_client(args: argparse.Namespace) -> int:
     """Make the client and run the command (``run`` turns every failure into one line and an exit code)."""
     from ..client import DEFAULT_DEADLINE, Client
 
-    client = Client(args.endpoint, deadline=args.deadline or DEFAULT_DEADLINE)
-    code: int = args.action(client, args)
+    reporter = _Reporter(args.verbose, sys.stderr.isatty())
+    client = Client(args.endpoint, deadline=args.deadline or DEFAULT_DEADLINE, trace=reporter)
+    try:
+        code: int = args.action(client, args)
+    finally:
+        reporter.stop()
     return code
+
+
+#: Seconds of failed attempts after which a terminal is told, once, that azimds is still retrying.
+NOTICE_AFTER = 3.0
+
+
+class _Reporter:
+    """Hears of every attempt and wait: prints each with --verbose; else, on a terminal, one line once the
+    retries have lasted ``NOTICE_AFTER`` seconds, saying why (so that a user off Azure is not left waiting
+    in silence for the deadline)."""
+
+    def __init__(self, verbose: bool, terminal: bool) -> None:
+        self.verbose, self.terminal = verbose, terminal
+        self.last = ""
+        self._timer: Any = None
+        self._done = False
+
+    def __call__(self, line: str) -> None:
+        if self.verbose:
+            note(line)
+            return
+        if line.startswith("attempt "):
+            return
+        self.last = line
+        if self.terminal and self._timer is None and not self._done:
+            import threading
+
+            self._timer = threading.Timer(NOTICE_AFTER, self._notice)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _notice(self) -> None:
+        if not self._done:
+            note(f"still trying: {self.last} (-v shows each attempt; Ctrl-C stops)")
+
+    def stop(self) -> None:
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _get(client: Client, args: argparse.Namespace) -> int:
