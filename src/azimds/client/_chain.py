@@ -9,10 +9,14 @@ before the client became standard-library only), so the same chains pass and fai
 * the signer: an end entity (not cA, no keyCertSign, no nameConstraints), an authorityKeyIdentifier, a
   subjectAltName that names ``name``, serverAuth in its extendedKeyUsage when it has one;
 * each issuer: cA in a critical basicConstraints whose pathLen admits the certificates below it, keyCertSign,
-  serverAuth (or anyExtendedKeyUsage) in its extendedKeyUsage when it has one, nameConstraints honoured (DNS and
-  IP names), an RSA key of 2048 bits or more or an EC key on P-256/P-384/P-521, and a valid signature on the
-  certificate below it: RSA PKCS#1 v1.5 or ECDSA with SHA-256/384/512 (SHA-1, MD5 and RSA-PSS are refused);
+  serverAuth (or anyExtendedKeyUsage) in its extendedKeyUsage when it has one, a keyIdentifier in its
+  authorityKeyIdentifier when it has one, its nameConstraints honoured, an RSA key of 2048 bits or more or an
+  EC key on P-256/P-384/P-521, and a valid signature on the certificate below it: RSA PKCS#1 v1.5 or ECDSA,
+  with SHA-256/384/512 (SHA-1 and MD5 are refused);
 * no certificate with a critical extension these rules do not know.
+
+Two differences, both refusals where cryptography accepts: RSA-PSS signatures (Azure's chains use PKCS#1 v1.5),
+and name constraints on e-mail addresses or other kinds than DNS names, IP addresses and directory names.
 
 The path ends at a certificate that is a trust root, or has a trust root's subject and key (a root given again,
 re-issued or cross-signed). Candidates are tried trusted roots first, then by how well their key identifier
@@ -286,10 +290,8 @@ def _check_ca_extensions(cert: Certificate) -> None:
     for oid, critical in ext.listed:
         if oid in (AUTHORITY_INFO_ACCESS, AUTHORITY_KEY_ID, SUBJECT_KEY_ID, EXTENDED_KEY_USAGE) and critical:
             raise _Failure(f"{who}: extension {oid} must not be critical")
-        if oid == AUTHORITY_KEY_ID and ext.authority_key_id is not None:
-            key_id, has_issuer, has_serial = ext.authority_key_id
-            if key_id is None or has_issuer or has_serial:
-                raise _Failure(f"{who}: its authorityKeyIdentifier must be a keyIdentifier alone")
+        if oid == AUTHORITY_KEY_ID and ext.authority_key_id is not None and ext.authority_key_id[0] is None:
+            raise _Failure(f"{who}: its authorityKeyIdentifier has no keyIdentifier")
         elif oid == KEY_USAGE and not (ext.key_usage or 0) & KEY_CERT_SIGN:
             raise _Failure(f"{who}: its keyUsage lacks keyCertSign")
         elif oid == BASIC_CONSTRAINTS:

@@ -16,7 +16,8 @@ import datetime as dt
 
 __all__ = [
     "BIT_STRING", "BOOLEAN", "GENERALIZED_TIME", "INTEGER", "MAX_DEPTH", "MAX_SIZE", "NULL", "OCTET_STRING", "OID",
-    "SEQUENCE", "SET", "UTC_TIME", "DerError", "Element", "Reader", "parse",
+    "SEQUENCE", "SET", "UTC_TIME", "DerError", "Element", "Reader", "bit_string", "boolean", "context", "integer",
+    "null", "octet_string", "octets", "oid", "parse", "string", "time", "unsigned",
 ]
 
 #: The largest input read (an attested document is ~2-8 KB, a certificate ~1-2 KB; a CA bundle is read one
