@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTESTED_API_VERSION", "DEFAULT_API_VERSION", "DEFAULT_DEADLINE", "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT",
     "ENDPOINT_ENV", "FIRST_EVENTS_TIMEOUT", "IDENTITY_API_VERSION", "PROCESS_LIMITER", "ZERO_GUID", "Backoff",
-    "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket", "capture", "parse_tags", "redact",
-    "tags_of", "touches", "verify_attested",
+    "Certificate", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket", "capture", "parse_tags",
+    "redact", "tags_of", "touches", "verify_attested",
 ]
 
 
-_LAZY = {"verify_attested": "_attested", "AttestedDocument": "_attested", "capture": "_capture",
-         "redact": "_capture", "ZERO_GUID": "_capture"}
+_LAZY = {"verify_attested": "_attested", "AttestedDocument": "_attested", "Certificate": "_x509",
+         "capture": "_capture", "redact": "_capture", "ZERO_GUID": "_capture"}
 
 
 def __getattr__(name: str) -> Any:

@@ -14,8 +14,10 @@
 ``nonce``      the document carries the expected nonce (when one is given)
 
 It works on the emulator's documents (trust the root ``azimds ca export`` gives) and on real ones (trust
-the public root Microsoft's intermediate chains to). asn1crypto and cryptography are imported
-when a document is verified, not when this module is.
+the public root Microsoft's intermediate chains to). Standard library only, like the whole client: the DER,
+PKCS#7, X.509 and RSA work is done by ``_der``, ``_pkcs7``, ``_x509``, ``_chain`` and ``_crypto``; the chain
+rules are those of the web PKI server profile (see ``_chain``). Certificates come back as ``Certificate``
+objects (``azimds.client.Certificate``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +39,14 @@ from ..errors import (
     FormatError,
     NameMismatchError,
     NonceError,
-    SignatureError,
     UsageError,
 )
+from ._chain import check_chain
+from ._der import DerError
+from ._pkcs7 import signed_content
+from ._x509 import AUTHORITY_INFO_ACCESS, Certificate, load_certificates
 
-__all__ = ["AttestedDocument", "verify_attested"]
+__all__ = ["AttestedDocument", "Certificate", "verify_attested"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +55,25 @@ class AttestedDocument:
 
     content: dict[str, Any]
     signed_bytes: bytes  # the content exactly as signed
-    signer: Any  # cryptography x509.Certificate
-    chain: tuple[Any, ...]  # signer first, trusted root last
+    signer: Certificate
+    chain: tuple[Certificate, ...]  # signer first, trusted root last
     created_on: dt.datetime
     expires_on: dt.datetime
 
     @property
     def nonce(self) -> str:
-        return self.content.get("nonce", "")
+        nonce: str = self.content.get("nonce", "")
+        return nonce
 
     @property
     def vm_id(self) -> str:
-        return self.content.get("vmId", "")
+        vm_id: str = self.content.get("vmId", "")
+        return vm_id
 
     @property
     def subscription_id(self) -> str | None:
-        return self.content.get("subscriptionId")
+        subscription: str | None = self.content.get("subscriptionId")
+        return subscription
 
 
 def verify_attested(document: Any, trust_roots: Any, nonce: str | None = None,
@@ -75,19 +83,21 @@ def verify_attested(document: Any, trust_roots: Any, nonce: str | None = None,
     """Verify an attested document; returns it verified or raises an ``AttestationError`` subclass.
 
     ``document``: the endpoint's answer (a dict, or its JSON text/bytes), the base64 ``signature`` or the
-    DER bytes. ``trust_roots``: certificates (cryptography objects, PEM or DER bytes, PEM text, or paths
-    of PEM/DER files; one or several). ``now``: a datetime (naive means UTC) or epoch seconds; default the
-    current time. ``cloud``: the VM's ``azEnvironment`` (decides the certificate name). ``intermediates``:
-    issuing CA certificates to use (pinned) besides those in the document; with ``fetch`` (default) the
-    one at the signer's AIA URL is downloaded when no given certificate issued the signer.
+    DER bytes. ``trust_roots``: certificates (``Certificate`` objects, PEM or DER bytes, PEM text, paths of
+    PEM/DER files, or any object with a ``der`` attribute; one or several; a ``cryptography`` certificate is
+    taken too, through its ``public_bytes``, without importing anything). ``now``: a datetime (naive means
+    UTC) or epoch seconds; default the current time. ``cloud``: the VM's ``azEnvironment`` (decides the
+    certificate name). ``intermediates``: issuing CA certificates to use (pinned) besides those in the
+    document, taken as ``trust_roots`` are; with ``fetch`` (default) the one at the signer's AIA URL is
+    downloaded when no given certificate issued the signer.
     """
     when = _instant(now)
     der = _der(document)
-    signed, signer, embedded = _parse_and_check_signature(der)
+    signed, signer, embedded = signed_content(der)
     roots = _certificates(trust_roots, "trust_roots")
     if not roots:
         raise UsageError("trust_roots: give at least one root certificate")
-    candidates = [c for c in embedded if c != signer] + _certificates(list(intermediates), "intermediates")
+    candidates = [c for c in embedded if c != signer] + _certificates(intermediates, "intermediates")
     domain = cloud_domain(cloud)
     name = _check_name(signer, domain)
     chain = _check_chain(signer, candidates, roots, name, when, fetch, timeout)
@@ -136,80 +146,6 @@ def _b64(text: str) -> bytes:
         raise FormatError("the signature is not base64") from None
 
 
-_HASHES = {  # digest algorithm OIDs, and the signature OIDs some signers (Azure among them) put there
-    "1.3.14.3.2.26": "sha1", "2.16.840.1.101.3.4.2.1": "sha256", "2.16.840.1.101.3.4.2.2": "sha384",
-    "2.16.840.1.101.3.4.2.3": "sha512", "1.2.840.113549.1.1.5": "sha1", "1.2.840.113549.1.1.11": "sha256",
-    "1.2.840.113549.1.1.12": "sha384", "1.2.840.113549.1.1.13": "sha512",
-}
-_RSA_SIGNATURES = {"1.2.840.113549.1.1.1"} | {oid for oid in _HASHES if oid.startswith("1.2.840.113549.1.1.")}
-
-
-def _parse_and_check_signature(der: bytes) -> tuple[bytes, Any, list[Any]]:
-    """(signed content, signer certificate, every embedded certificate); checks the one signature."""
-    from asn1crypto import cms
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-    try:
-        info = cms.ContentInfo.load(der, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise FormatError(f"a PKCS#7 {info['content_type'].native}, not signed data")
-        signed_data = info["content"]
-        encap = signed_data["encap_content_info"]
-        content = encap["content"].native if encap["content"] else None
-        infos = list(signed_data["signer_infos"])
-        certs = [x509.load_der_x509_certificate(c.chosen.dump()) for c in signed_data["certificates"] or []
-                 if c.name == "certificate"]
-        asn1_certs = [c.chosen for c in signed_data["certificates"] or [] if c.name == "certificate"]
-    except FormatError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - asn1crypto and cryptography raise many kinds for bad input
-        raise FormatError(f"not a PKCS#7 SignedData: {exc}") from None
-    if not isinstance(content, bytes):
-        raise FormatError("the signed content is not embedded")
-    if len(infos) != 1:
-        raise FormatError(f"expected one signer, found {len(infos)}")
-    signer_info = infos[0]
-    signer = _find_signer(signer_info["sid"], certs, asn1_certs)
-    hash_name = _HASHES.get(signer_info["digest_algorithm"]["algorithm"].dotted)
-    if hash_name is None:
-        raise SignatureError(f"unsupported digest algorithm {signer_info['digest_algorithm']['algorithm'].dotted}")
-    if signer_info["signature_algorithm"]["algorithm"].dotted not in _RSA_SIGNATURES:
-        raise SignatureError("only RSA (PKCS#1 v1.5) signatures are supported, as the real service uses")
-    attrs = signer_info["signed_attrs"]
-    if attrs.native:  # present: the signature covers them, and they carry the content's digest
-        digests = [a["values"][0].native for a in attrs if a["type"].native == "message_digest"]
-        types = [a["values"][0].native for a in attrs if a["type"].native == "content_type"]
-        if digests != [hashlib.new(hash_name, content).digest()]:
-            raise SignatureError("the message digest attribute does not match the content")
-        if types != [encap["content_type"].native]:
-            raise SignatureError("the content type attribute does not match the content")
-        covered = b"\x31" + attrs.dump()[1:]  # [0] IMPLICIT re-tagged as the SET OF it is (RFC 5652 §5.4)
-    else:
-        covered = content
-    key = signer.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureError("the signer's key is not RSA")
-    try:
-        key.verify(signer_info["signature"].native, covered, padding.PKCS1v15(), getattr(hashes, hash_name.upper())())
-    except InvalidSignature:
-        raise SignatureError("the signature does not match the content and the signer's key") from None
-    return content, signer, certs
-
-
-def _find_signer(sid: Any, certs: list[Any], asn1_certs: list[Any]) -> Any:
-    for cert, asn1_cert in zip(certs, asn1_certs):
-        if sid.name == "issuer_and_serial_number":
-            if (asn1_cert.issuer == sid.chosen["issuer"]
-                    and asn1_cert.serial_number == sid.chosen["serial_number"].native):
-                return cert
-        elif asn1_cert.key_identifier == sid.chosen.native:
-            return cert
-    raise FormatError("the signer's certificate is not in the document")
-
-
 def _content(signed: bytes) -> dict[str, Any]:
     try:
         content = json.loads(signed)
@@ -221,46 +157,78 @@ def _content(signed: bytes) -> dict[str, Any]:
 
 
 def _window(content: dict[str, Any]) -> tuple[dt.datetime, dt.datetime]:
-    stamp = content.get("timeStamp")
+    stamp: Any = content.get("timeStamp")
     try:
-        return tuple(dt.datetime.strptime(stamp[k], TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)  # type: ignore[return-value]
-                     for k in ("createdOn", "expiresOn"))
+        created, expires = (dt.datetime.strptime(stamp[k], TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
+                            for k in ("createdOn", "expiresOn"))
     except (TypeError, KeyError, ValueError):
         raise FormatError(f"timeStamp is not createdOn/expiresOn in the form {TIMESTAMP_FORMAT!r}: {stamp!r}") from None
+    return created, expires
 
 
 # -- certificates ------------------------------------------------------------------------------------------
 
-def _certificates(source: Any, what: str) -> list[Any]:
-    from cryptography import x509
-
-    items = [source] if isinstance(source, (str, bytes, bytearray, Path, x509.Certificate)) else list(source)
-    out: list[Any] = []
+def _certificates(source: Any, what: str) -> list[Certificate]:
+    """The certificates of one item or of an iterable of them (see ``verify_attested``); raises UsageError."""
+    if isinstance(source, (str, bytes, bytearray, Path)) or _is_certificate(source):
+        items = [source]
+    else:
+        try:
+            items = list(source)
+        except TypeError:
+            raise UsageError(f"{what}: expected certificates, not {type(source).__name__}") from None
+    out: list[Certificate] = []
     for item in items:
-        if isinstance(item, x509.Certificate):
+        if isinstance(item, Certificate):
             out.append(item)
             continue
-        if isinstance(item, Path) or (isinstance(item, str) and "-----BEGIN" not in item):
-            item = Path(item).read_bytes()
-        data = item.encode() if isinstance(item, str) else bytes(item)
+        data = _foreign_der(item)
+        if data is None:
+            if isinstance(item, Path) or (isinstance(item, str) and "-----BEGIN" not in item):
+                try:
+                    data = Path(item).read_bytes()
+                except OSError as exc:
+                    raise UsageError(f"{what}: cannot read {item}: {exc.strerror or exc}") from None
+            elif isinstance(item, str):
+                data = item.encode()
+            elif isinstance(item, (bytes, bytearray, memoryview)):
+                data = bytes(item)
+            else:
+                raise UsageError(f"{what}: not a certificate: {type(item).__name__}")
         try:
-            out.extend(x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data
-                       else [x509.load_der_x509_certificate(data)])
-        except ValueError as exc:
+            out.extend(load_certificates(data))
+        except DerError as exc:
             raise UsageError(f"{what}: not a certificate: {exc}") from None
     return out
 
 
-def _check_name(signer: Any, domain: str) -> str:
-    """The signer's DNS name that makes it the cloud's metadata certificate."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
+def _is_certificate(item: Any) -> bool:
+    return isinstance(item, Certificate) or hasattr(item, "der") or callable(getattr(item, "public_bytes", None))
 
-    try:
-        names = signer.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = [a.value for a in signer.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
+def _foreign_der(item: Any) -> bytes | None:
+    """The DER of a certificate object of another kind: one with ``der`` bytes, or a ``cryptography`` one.
+
+    A cryptography certificate is asked for its DER with cryptography's own ``Encoding.DER``, found among the
+    modules already loaded (it is, if such an object exists): nothing is imported here.
+    """
+    der = getattr(item, "der", None)
+    if isinstance(der, (bytes, bytearray)):
+        return bytes(der)
+    public_bytes = getattr(item, "public_bytes", None)
+    if not callable(public_bytes):
+        return None
+    serialization = sys.modules.get("cryptography.hazmat.primitives.serialization")
+    encoding = getattr(getattr(serialization, "Encoding", None), "DER", None)
+    data = public_bytes(encoding) if encoding is not None else None
+    if not isinstance(data, bytes):
+        raise UsageError(f"not a certificate: {type(item).__name__} (give its DER bytes)")
+    return data
+
+
+def _check_name(signer: Certificate, domain: str) -> str:
+    """The signer's DNS name that makes it the cloud's metadata certificate."""
+    names = signer.dns_names if signer.ext.subject_alt_names is not None else signer.common_names
     for name in names:
         lowered = name.lower()
         if lowered == domain or (lowered.endswith("." + domain) and "*" not in lowered):
@@ -268,38 +236,24 @@ def _check_name(signer: Any, domain: str) -> str:
     raise NameMismatchError(f"the signer is {', '.join(names) or 'unnamed'}, not {domain} (or a name under it)")
 
 
-def _check_chain(signer: Any, candidates: list[Any], roots: list[Any], name: str, when: dt.datetime,
-                 fetch: bool, timeout: float) -> tuple[Any, ...]:
-    from cryptography import x509
-    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-
+def _check_chain(signer: Certificate, candidates: list[Certificate], roots: list[Certificate], name: str,
+                 when: dt.datetime, fetch: bool, timeout: float) -> tuple[Certificate, ...]:
     issuers = candidates + roots
-    if fetch and not any(c.subject == signer.issuer for c in issuers):
+    if fetch and not any(c.subject_der == signer.issuer_der for c in issuers):
         candidates = candidates + _fetch_issuers(signer, timeout)
-    verifier = PolicyBuilder().store(Store(roots)).time(when.replace(tzinfo=None)).build_server_verifier(
-        x509.DNSName(name))
-    try:
-        return tuple(verifier.verify(signer, candidates))
-    except VerificationError as exc:
-        raise ChainError(f"the signer does not chain to a trusted root: {exc}") from None
+    return check_chain(signer, candidates, roots, name, when)
 
 
-def _fetch_issuers(cert: Any, timeout: float) -> list[Any]:
+def _fetch_issuers(cert: Certificate, timeout: float) -> list[Certificate]:
     """The certificates at ``cert``'s AIA "CA Issuers" URLs (DER or PEM)."""
-    from cryptography import x509
-    from cryptography.x509.oid import AuthorityInformationAccessOID
-
-    try:
-        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-    except x509.ExtensionNotFound:
-        raise ChainError("no intermediate in the document or given, and the signer has no AIA URL") from None
-    urls = [d.access_location.value for d in aia if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
-            and isinstance(d.access_location, x509.UniformResourceIdentifier)]
+    if not any(oid == AUTHORITY_INFO_ACCESS for oid, _ in cert.ext.listed):
+        raise ChainError("no intermediate in the document or given, and the signer has no AIA URL")
+    urls = cert.ext.ca_issuers
     if not urls:
         raise ChainError("no intermediate in the document or given, and the signer has no CA Issuers URL")
     from .transport import fetch
 
-    found: list[Any] = []
+    found: list[Certificate] = []
     problems = []
     for url in urls:
         if not url.lower().startswith(("http://", "https://")):
