@@ -96,6 +96,7 @@ def case(harness: Any, ctx: Any) -> Any:
     result.ratios += [
         harness.Ratio("fleet start-up seconds", start_s, TARGET_START_S, False),
         harness.Ratio("fleet RSS GiB (after load)", rss_after, TARGET_RSS_GIB, False),
-        harness.Ratio("fleet/single req/s (c1000)", fleet.requests_per_sec / single.requests_per_sec, TARGET_RATIO, True),
+        harness.Ratio("fleet/single req/s (c1000)", fleet.requests_per_sec / single.requests_per_sec, TARGET_RATIO,
+                      True),
     ]
     return result

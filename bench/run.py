@@ -10,7 +10,8 @@ fleet of VMs) by writing a function that takes a ``Context`` and returns a ``Cas
 
 Servers run pinned to core 0 and the load generator (wrk) to core 1, so that neither steals the
 other's CPU; a run during which other processes used CPU (a test suite, say) is flagged as unreliable,
-since on a two-core machine that noise easily halves one server's figures. A machine without wrk, nginx or taskset skips the cases that need them, says which tool is
+since on a two-core machine that noise easily halves one server's figures. A machine without wrk, nginx or
+taskset skips the cases that need them, says which tool is
 missing, and exits 0. Otherwise the exit code is 0 when every run was valid and every target was met,
 1 if not. Results are also written to ``bench/out/results.json``, and wrk's reports beside it.
 
@@ -375,7 +376,8 @@ def parse_wrk(output: str, pid: int = 0) -> WrkResult:
         raise BenchError(f"could not parse wrk's output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()))) if sockets else {}
+    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, sockets.groups()), strict=True)) \
+        if sockets else {}
     return WrkResult(
         pid=pid,
         requests_per_sec=float(rps.group(1)),
@@ -503,7 +505,8 @@ def cli_case(ctx: Context) -> CaseResult:
     result = CaseResult("cli")
     result.ratios.append(Ratio("azimds tags median ms", float(figures["azimds_tags_ms"]), cli.TARGET_MS, False))
     if figures.get("curl_ms"):
-        result.ratios.append(Ratio("azimds tags / curl (info)", float(figures["azimds_over_curl"]), float("inf"), False))
+        result.ratios.append(Ratio("azimds tags / curl (info)", float(figures["azimds_over_curl"]), float("inf"),
+                                   False))
     result.ratios.append(Ratio("azimds tags / python -c pass (info)", float(figures["azimds_over_python"]),
                                float("inf"), False))
     return result

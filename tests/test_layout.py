@@ -40,11 +40,7 @@ CLIENT_MODULES = sorted(name for name in TREE.modules if name == "azimds.client"
 
 #: Rule breaches known and being fixed elsewhere, each xfail (strict: it turns red the day it is fixed, and
 #: the entry must then go). Only the client's third-party rule has one.
-KNOWN_FOREIGN = {
-    "azimds.client._attested": "verify_attested still uses cryptography and asn1crypto (inside functions); a "
-                               "standard-library implementation is being written on another branch. When it "
-                               "lands this case XPASSes: remove its entry from KNOWN_FOREIGN.",
-}
+KNOWN_FOREIGN: dict[str, str] = {}
 
 EMULATOR = "azimds.emulator"
 #: Each emulator layer, and what it must not import (besides the CLI, which no layer may).

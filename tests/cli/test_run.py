@@ -97,14 +97,16 @@ import sys
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.identity._credentials.imds import ImdsCredential
 
-probe = ImdsCredential(_enable_imds_probe=True)  # as in a credential chain, the SDK probes 169.254.169.254 without the Metadata header before its first token
+# As in a credential chain, the SDK probes 169.254.169.254 without the Metadata header before its first token.
+probe = ImdsCredential(_enable_imds_probe=True)
 token = probe.get_token("https://management.azure.com/.default")
 assert probe._endpoint_available, "the probe did not find the endpoint"
 mi = ManagedIdentityCredential().get_token("https://vault.azure.net/.default")
 default = DefaultAzureCredential(exclude_environment_credential=True, exclude_workload_identity_credential=True,
                                  exclude_shared_token_cache_credential=True, exclude_azure_cli_credential=True,
                                  exclude_azure_powershell_credential=True, exclude_azure_developer_cli_credential=True,
-                                 exclude_visual_studio_code_credential=True, exclude_interactive_browser_credential=True)
+                                 exclude_visual_studio_code_credential=True,
+                                 exclude_interactive_browser_credential=True)
 print(len(token.token.split(".")), len(mi.token.split(".")), len(default.get_token("https://management.azure.com/.default").token.split(".")))
 """
 

@@ -83,7 +83,8 @@ def test_freeze_lifecycle_over_http(emu):
     assert doc["Events"][0]["Resources"] == ["web-01"]
     ctl(emu, "POST", "/v1/clock", {"advance": 900})
     doc = fetch(emu.url, SE).json()
-    assert (doc["DocumentIncarnation"], doc["Events"][0]["EventStatus"], doc["Events"][0]["NotBefore"]) == (3, "Started", "")
+    event = doc["Events"][0]
+    assert (doc["DocumentIncarnation"], event["EventStatus"], event["NotBefore"]) == (3, "Started", "")
     ctl(emu, "POST", "/v1/clock", {"advance": 5})
     assert fetch(emu.url, SE).json() == {"DocumentIncarnation": 4, "Events": []}
 

@@ -293,7 +293,8 @@ def test_the_docs_sample_document_passes_the_signature_check():
     signature = re.search(r'"signature":"([^"]+)"', DOC_TEXT).group(1)
     sample_cert = cms.ContentInfo.load(base64.b64decode(signature))["content"]["certificates"][0].chosen.dump()
     with pytest.raises(ChainError):
-        verify_attested({"encoding": "pkcs7", "signature": signature}, sample_cert, now=dt.datetime(2018, 11, 20, 22, 8))
+        verify_attested({"encoding": "pkcs7", "signature": signature}, sample_cert,
+                        now=dt.datetime(2018, 11, 20, 22, 8))
     with pytest.raises(NameMismatchError):
         verify_attested({"encoding": "pkcs7", "signature": signature}, sample_cert, cloud="AzureChinaCloud")
 
@@ -331,7 +332,8 @@ def test_openssl_flow_of_the_docs(imds, tmp_path, state):
     assert content["vmId"] == imds.vm.instance["compute"]["vmId"] and set(content) == {"nonce", "plan", "timeStamp",
                                                                                       "vmId"}
     subject, issuer, inter_subject, inter_issuer, verify = outputs[7:]
-    assert subject.stdout.strip() == "subject=C = US, ST = WA, L = Redmond, O = Microsoft Corporation, CN = metadata.azure.com"
+    assert subject.stdout.strip() == ("subject=C = US, ST = WA, L = Redmond, O = Microsoft Corporation, "
+                                      "CN = metadata.azure.com")
     assert issuer.stdout.strip() == inter_subject.stdout.strip().replace("subject=", "issuer=")
     assert "azimds Emulator Root CA" in inter_issuer.stdout
     assert verify.stdout.strip() == "signer.pem: OK"

@@ -119,7 +119,8 @@ def test_text_listings(shared_vm):
     assert root.body == b"compute/\nnetwork/"
     net = fetch(shared_vm.url, f"/metadata/instance/network/interface?api-version={NEWEST}&format=text")
     assert net.body == b"0/"
-    ip = fetch(shared_vm.url, f"/metadata/instance/network/interface/0/ipv4/ipAddress/0?api-version={NEWEST}&format=text")
+    ip = fetch(shared_vm.url,
+               f"/metadata/instance/network/interface/0/ipv4/ipAddress/0?api-version={NEWEST}&format=text")
     assert ip.body == b"privateIpAddress\npublicIpAddress"
     compute = fetch(shared_vm.url, "/metadata/instance/compute?api-version=2017-08-01&format=text").body.decode()
     assert compute.split("\n") == sorted(compute.split("\n")) and "tags" in compute.split("\n")
@@ -148,7 +149,8 @@ def test_percent_encoded_query(shared_vm):
 def test_extended_adds_pps_type(shared_vm):
     doc = fetch(shared_vm.url, "/metadata/instance?api-version=2021-08-01&extended=true").json()
     assert doc["extended"] == {"compute": {"ppsType": "None"}}
-    leaf = fetch(shared_vm.url, "/metadata/instance/extended/compute/ppsType?api-version=2021-08-01&extended=true&format=text")
+    leaf = fetch(shared_vm.url,
+                 "/metadata/instance/extended/compute/ppsType?api-version=2021-08-01&extended=true&format=text")
     assert leaf.body == b"None"
     assert fetch(shared_vm.url, "/metadata/instance/extended?api-version=2021-08-01").status == 404
     assert fetch(shared_vm.url, "/metadata/instance?api-version=2021-08-01&extended=maybe").status == 400

@@ -110,7 +110,7 @@ def test_pipelined_mixtures_answered_in_order(shared_vm, requests):
         answers = read_responses(sock, len(requests))
     assert all(status < 500 for status, _, _ in answers)
     # Answered in order: each GET of a known document matches what a lone request for it gets.
-    for (method, path, query, headers), (status, _, body) in zip(requests, answers):
+    for (method, path, query, headers), (status, _, body) in zip(requests, answers, strict=True):
         if status == 200:
             with connect(shared_vm.url) as sock:
                 sock.sendall(build(method, path, query, headers))

@@ -142,7 +142,8 @@ def test_a_hundred_thousand_vms_start_at_once():
 
 
 @pytest.mark.parametrize("fleet, where, problem", [
-    ({"scaleSets": [{"name": "web", "capacity": 10, "addresses": "nope"}]}, "fleet.scaleSets[0].addresses", "not an IPv4"),
+    ({"scaleSets": [{"name": "web", "capacity": 10, "addresses": "nope"}]}, "fleet.scaleSets[0].addresses",
+     "not an IPv4"),
     ({"scaleSets": [{"name": "web", "capacity": 300, "addresses": "127.1.0.0", "subnet": "10.0.0.0/24"}]},
      "fleet.scaleSets[0].subnet", "room for 251"),
     ({"vms": [{"addresses": ["127.1.0.5"], "compute": {"name": "x"}}],

@@ -50,7 +50,8 @@ def test_two_hundred_changes_survive_sigkill_at_random_points(tmp_path):
                 killer.start()
             kind = i % 10
             if kind == 3:
-                status = change(ctl, "POST", "/v1/events", {"type": "Reboot", "eventId": f"00000000-0000-4000-8000-{i:012d}"})
+                event_id = f"00000000-0000-4000-8000-{i:012d}"
+                status = change(ctl, "POST", "/v1/events", {"type": "Reboot", "eventId": event_id})
                 if status == 201:
                     acked_events.append(f"00000000-0000-4000-8000-{i:012d}")
             elif kind == 7:
