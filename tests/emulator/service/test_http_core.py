@@ -221,19 +221,198 @@ def test_async_answers_keep_pipeline_order():
         tiny.close()
 
 
-def test_connection_limit():
+def test_at_the_connection_cap_the_oldest_idle_connection_makes_room():
+    notices: list[str] = []
     tiny = TinyServer(Limits(max_connections=2))
+    tiny.server.notice = notices.append
     try:
         a, b = connect(tiny.url), connect(tiny.url)
         for s in (a, b):
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_responses(s, 1)[0][0] == 200
-        with connect(tiny.url) as third:
-            assert closed_by_peer(third)
+        with connect(tiny.url) as third:  # a and b are idle: the oldest, a, is closed for it
+            third.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(third, 1)[0][0] == 200
+            assert closed_by_peer(a)
+            b.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(b, 1)[0][0] == 200
+        assert any("closing the oldest idle ones" in n for n in notices), notices
         a.close()
         b.close()
     finally:
         tiny.close()
+
+
+def test_busy_connections_are_not_closed_for_new_ones():
+    notices: list[str] = []
+    tiny = TinyServer(Limits(max_connections=2))
+    tiny.server.notice = notices.append
+    try:
+        busy = [connect(tiny.url), connect(tiny.url)]
+        for s in busy:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # a request under way
+        wait_until(lambda: len(tiny.server.connections) == 2
+                   and all(c.request_started for c in tiny.server.connections))
+        with connect(tiny.url) as third:
+            assert closed_by_peer(third)
+        for s in busy:
+            s.sendall(b"\r\n")
+            assert read_responses(s, 1)[0][0] == 200
+            s.close()
+        assert any("busy" in n for n in notices), notices
+    finally:
+        tiny.close()
+
+
+def test_one_address_cannot_take_every_connection():
+    notices: list[str] = []
+    tiny = TinyServer(Limits(max_connections=100, max_connections_per_peer=3))
+    tiny.server.notice = notices.append
+    try:
+        mine = [socket.create_connection(("127.0.0.1", tiny.server.port), source_address=("127.0.0.9", 0))
+                for _ in range(3)]
+        wait_until(lambda: tiny.server.per_peer.get("127.0.0.9") == 3)
+        extra = socket.create_connection(("127.0.0.1", tiny.server.port), source_address=("127.0.0.9", 0))
+        assert closed_by_peer(extra)
+        with connect(tiny.url) as other:  # another address is served
+            other.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(other, 1)[0][0] == 200
+        assert any("127.0.0.9 has 3 connections open" in n for n in notices), notices
+        for s in [*mine, extra]:
+            s.close()
+    finally:
+        tiny.close()
+
+
+def test_ten_thousand_silent_connections_lock_nobody_out():
+    tiny = TinyServer(Limits(max_connections=200, max_connections_per_peer=1000))
+    try:
+        silent = [connect(tiny.url) for _ in range(400)]  # twice the cap, saying nothing
+        started = time.monotonic()
+        with connect(tiny.url) as late:
+            late.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(late, 1)[0][0] == 200
+        assert time.monotonic() - started < 2.0
+        assert len(tiny.server.connections) <= 200
+        for s in silent:
+            s.close()
+    finally:
+        tiny.close()
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+def test_a_huge_header_is_cut_off_as_it_arrives(shared_vm):
+    with connect(shared_vm.url) as sock:
+        sock.sendall(b"GET /metadata/versions HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        status = None
+        try:
+            while sent < 50 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            status = read_responses(sock, 1)[0][0]
+        except (ConnectionError, OSError):
+            status = None
+    assert sent < 8 * 1024 * 1024, sent  # refused at once (the rest filled the kernel's buffers), not after 50 MB
+    assert status in (431, None)
+    assert fetch(shared_vm.url, "/metadata/versions").status == 200
+
+
+class FakeTransport:
+    """What a protocol test needs of a transport: what was written, and whether it was closed."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 1234) if name == "peername" else None
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def test_a_head_is_bounded_as_its_chunks_arrive_without_a_socket():
+    from azimds.emulator.service.server import Connection
+
+    server = HttpServer(lambda r: Response(200, b"ok"))
+    conn = Connection(server)
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    fed = 0
+    while not transport.closed:
+        conn.data_received(b"a" * 4096)
+        fed += 4096
+        assert fed < 10 * 1024 * 1024
+    assert fed <= server.limits.max_head + 4096
+    assert transport.written.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_huge_header_on_the_control_port_is_cut_off_before_the_token_is_checked(shared_vm):
+    with connect(shared_vm.control_url) as sock:
+        sock.sendall(b"GET /v1/clock HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent = 0
+        try:
+            while sent < 20 * 1024 * 1024:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < 8 * 1024 * 1024, sent
+
+
+def test_head_answers_carry_no_body(shared_vm):
+    with connect(shared_vm.url) as sock:
+        sock.sendall(GET.replace(b"GET ", b"HEAD ") + GET)
+        sock.settimeout(5)
+        data = b""
+        while data.count(b"web-01") < 1 or data.count(b"HTTP/1.1") < 2:
+            chunk = sock.recv(65536)
+            assert chunk
+            data += chunk
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith((b"HTTP/1.1 405 ", b"HTTP/1.1 200 "))
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"web-01")  # nothing between the two heads
+
+
+def test_an_http_0_9_request_line_is_refused_at_once(shared_vm):
+    started = time.monotonic()
+    with connect(shared_vm.url) as sock:
+        sock.sendall(b"GET /metadata/versions\r\n")
+        [(status, _, _)] = read_responses(sock, 1)
+    assert status == 400 and time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("path", ["/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://x",
+                                  "/metadata/attested/document?api-version=2020-09-01"])
+def test_a_half_closed_client_still_gets_its_answer(path):
+    from azimds import Emulator
+
+    with Emulator(faults=["/metadata/*=latency:0.2"]) as imds, connect(imds.url) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        [(status, _, body)] = read_responses(sock, 1)
+        assert status == 200 and body
+        assert closed_by_peer(sock)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

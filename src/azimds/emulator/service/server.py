@@ -11,6 +11,7 @@ import inspect
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -19,9 +20,10 @@ import httptools
 
 from .http import Handler, Request, Response
 
-__all__ = ["HttpServer", "Limits"]
+__all__ = ["Connection", "HttpServer", "Limits"]
 
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; bursts of new connections must not be dropped
+NOTICE_EVERY = 10.0  # seconds between two notices of the same kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +36,19 @@ class Limits:
     max_body: int = 64 * 1024
     idle_timeout: float = 60.0  # a keep-alive connection with nothing in flight
     request_timeout: float = 10.0  # from a request's first byte to its last
-    max_connections: int = 10_000
+    max_connections: int = 10_000  # at the cap, the oldest idle connection is closed to let a new one in
+    max_connections_per_peer: int = 1024  # one source address cannot take them all
     shutdown_grace: float = 5.0
     tick: float = 1.0  # how often the timeouts are enforced and the Date header refreshed
 
     def __post_init__(self) -> None:
         if not 0 < self.tick < float("inf"):  # 0 would spin the loop; NaN compares false
             raise ValueError(f"the housekeeping tick must be more than 0 seconds, not {self.tick}")
+
+    @property
+    def max_head(self) -> int:
+        """The most a request line and headers may take on the wire, counted as they arrive."""
+        return self.max_url + self.max_headers + 4096
 
 
 class _Reject(Exception):
@@ -63,7 +71,7 @@ class _Clock:
         self.date = b"Date: " + formatdate(usegmt=True).encode() + b"\r\n"
 
 
-class _Connection(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One client connection: parses requests, calls the handler, writes responses in request order."""
 
     def __init__(self, server: HttpServer):
@@ -74,8 +82,10 @@ class _Connection(asyncio.Protocol):
         self.peer = ""
         self.last_active = 0.0
         self.request_started = 0.0  # 0 while between requests
-        self.pending: deque[Any] = deque()  # responses (or futures of them) not yet written, in order
+        self.pending: deque[Any] = deque()  # (response or its future, last, HEAD) not yet written, in order
         self.closing = False
+        self.in_head = False  # a request line and headers are being received
+        self.head_bytes = 0  # bytes of them received so far (an upper bound: whole chunks are counted)
         self._reset()
 
     def _reset(self) -> None:
@@ -90,14 +100,12 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) else "unix"
         self.last_active = time.monotonic()
-        server = self.server
-        if len(server.connections) >= self.limits.max_connections or server.stopping:
+        if not self.server.admit(self):
+            self.closing = True
             transport.close()
-            return
-        server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.server.release(self)
         self.closing = True
         for item in self.pending:
             if isinstance(item, asyncio.Future):
@@ -108,8 +116,19 @@ class _Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if self.closing:
             return
+        continuing = self.in_head
+        if continuing:  # a head goes on into this chunk: bound it before the parser buffers any more of it
+            self.head_bytes += len(data)
+            if self.head_bytes > self.limits.max_head:
+                self._refuse(431, "Request headers too large")
+                return
+        elif not self.request_started and not _has_version(data):
+            self._refuse(400, "Bad request")  # an HTTP/0.9 request line: no version, no headers
+            return
         try:
             self.parser.feed_data(data)
+            if self.in_head and not continuing:
+                self.head_bytes = len(data)  # a head began in this chunk and goes on past it
         except _Reject as exc:
             self._refuse(exc.status, exc.message)
         except httptools.HttpParserUpgrade:
@@ -124,6 +143,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._refuse(400, "Bad request")
 
+    def eof_received(self) -> bool:
+        """The client has sent all it will (a half-close): answer what it asked, then close."""
+        self.closing = True
+        if not self.pending and self.transport is not None:
+            self.transport.close()
+        return True  # keep the transport open for the answers still being made
+
     def pause_writing(self) -> None:
         # The client is not reading: stop reading its requests until it catches up.
         if self.transport is not None:
@@ -135,8 +161,13 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.in_head = True
         if not self.request_started:
             self.request_started = time.monotonic()
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -157,9 +188,10 @@ class _Connection(asyncio.Protocol):
             raise _Reject(413, "Request body too large")
 
     def on_message_complete(self) -> None:
-        request = Request(self.parser.get_method().decode("ascii", "replace"), self.url, self.headers,
-                          self.body, self.peer)
+        method = self.parser.get_method().decode("ascii", "replace")
+        request = Request(method, self.url, self.headers, self.body, self.peer)
         keep_alive = self.parser.should_keep_alive()
+        head = method == "HEAD"
         self._reset()
         self.request_started = 0.0
         try:
@@ -169,13 +201,13 @@ class _Connection(asyncio.Protocol):
             result = Response(500, b'{"error":"Internal server error"}')
         if not keep_alive:
             self.closing = True
-        if isinstance(result, Response) and not self.pending:
-            self._write(result, not keep_alive)
+        if result.__class__ is Response and not self.pending:
+            self._write(result, not keep_alive, head)
         else:
-            self._enqueue(result, not keep_alive)
+            self._enqueue(result, not keep_alive, head)
 
     # -- writing ----------------------------------------------------------------------------------------
-    def _write(self, response: Response, last: bool) -> None:
+    def _write(self, response: Response, last: bool, head: bool = False) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
@@ -184,23 +216,29 @@ class _Connection(asyncio.Protocol):
             return
         close = last or response.close
         transport.write(b"".join((response.head(), self.server.clock.date, self.server.server_line,
-                                  b"Connection: close\r\n\r\n" if close else b"\r\n", response.body)))
+                                  b"Connection: close\r\n\r\n" if close else b"\r\n",
+                                  b"" if head else response.body)))
         if close:
             self.closing = True
             transport.close()
 
-    def _enqueue(self, result: Any, last: bool) -> None:
+    def _enqueue(self, result: Any, last: bool, head: bool) -> None:
         if inspect.isawaitable(result):
             future = asyncio.ensure_future(result)
-            self.pending.append((future, last))
-            future.add_done_callback(lambda _f: self._flush())
+            self.server.tasks.add(future)
+            self.pending.append((future, last, head))
+            future.add_done_callback(self._done)
         else:
-            self.pending.append((result, last))
+            self.pending.append((result, last, head))
             self._flush()
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        self.server.tasks.discard(future)
+        self._flush()
 
     def _flush(self) -> None:
         while self.pending:
-            item, last = self.pending[0]
+            item, last, head = self.pending[0]
             if isinstance(item, asyncio.Future):
                 if not item.done():
                     return
@@ -214,13 +252,16 @@ class _Connection(asyncio.Protocol):
                 else:
                     item = item.result()
             self.pending.popleft()
-            self._write(item, last)
+            self._write(item, last, head)
+        if self.closing and self.transport is not None and not self.request_started:
+            self.transport.close()  # everything asked before a half-close or a shutdown is answered
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request we could not parse or accept, then close: its framing can't be trusted."""
         self.closing = True
+        self.in_head = False
         body = b'{"error":"' + message.encode() + b'"}'
-        self.pending.append((Response(status, body, close=True), True))
+        self.pending.append((Response(status, body, close=True), True, False))
         self._flush()
 
     def _finish_after_pending(self) -> None:
@@ -239,6 +280,9 @@ class _Connection(asyncio.Protocol):
         elif not self.request_started and not self.pending and now - self.last_active > self.limits.idle_timeout:
             self.transport.close()
 
+    def idle(self) -> bool:
+        return not self.request_started and not self.pending and not self.closing
+
     def shutdown(self) -> None:
         """Close now if nothing is in flight, otherwise after the responses being made."""
         self.closing = True
@@ -246,16 +290,30 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _has_version(data: bytes) -> bool:
+    """False for a complete first line with no ``HTTP/x.y`` (an HTTP/0.9 request); True otherwise, an
+    incomplete line included (the parser and the bounds decide about it)."""
+    end = data.find(b"\n", 0, 16384)
+    if end < 0:
+        return True
+    line = data[:end].strip()
+    return not line or b" HTTP/" in line
+
+
 class HttpServer:
     """Serves one handler on one listening socket until closed."""
 
     def __init__(self, handler: Handler, *, server_header: str = "azimds", limits: Limits | None = None,
-                 on_error: Any = None):
+                 on_error: Any = None, notice: Callable[[str], None] | None = None):
         self.handler = handler
         self.limits = limits or Limits()
         self.server_line = f"Server: {server_header}\r\n".encode("latin-1")
         self.clock = _Clock()
-        self.connections: set[_Connection] = set()
+        self.connections: dict[Connection, None] = {}  # in the order they came: the oldest first
+        self.per_peer: dict[str, int] = {}
+        self.tasks: set[asyncio.Future[Any]] = set()  # answers being made in the background
+        self.notice = notice  # told, at most every NOTICE_EVERY seconds per kind, when a cap turns clients away
+        self._noticed: dict[str, float] = {}
         self.stopping = False
         self._server: asyncio.AbstractServer | None = None
         self._housekeeper: asyncio.Task[None] | None = None
@@ -266,13 +324,54 @@ class HttpServer:
     async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=BACKLOG)
+            self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=BACKLOG)
         else:
-            self._server = await loop.create_server(lambda: _Connection(self), host, port, backlog=BACKLOG,
+            self._server = await loop.create_server(lambda: Connection(self), host, port, backlog=BACKLOG,
                                                     reuse_address=True)
         bound = self._server.sockets[0].getsockname()
         self.host, self.port = bound[0], bound[1]
         self._housekeeper = loop.create_task(self._housekeeping())
+
+    def admit(self, conn: Connection) -> bool:
+        """Whether a new connection may stay: within its address's cap, and within the global cap once the
+        oldest idle connection has made room for it."""
+        if self.stopping:
+            return False
+        limits = self.limits
+        count = self.per_peer.get(conn.peer, 0)
+        if count >= limits.max_connections_per_peer:
+            self._notify("peer", f"{conn.peer} has {count} connections open, the most one address may have; "
+                                 "closing its new ones")
+            return False
+        if len(self.connections) >= limits.max_connections:
+            oldest = next((c for c in self.connections if c.idle()), None)
+            if oldest is None:
+                self._notify("global", f"{len(self.connections)} connections are busy, the most this port takes; "
+                                       "closing new ones")
+                return False
+            self._notify("idle", f"{len(self.connections)} connections open: closing the oldest idle ones to "
+                                 "let new clients in")
+            self.release(oldest)
+            oldest.closing = True
+            if oldest.transport is not None:
+                oldest.transport.close()
+        self.connections[conn] = None
+        self.per_peer[conn.peer] = count + 1
+        return True
+
+    def release(self, conn: Connection) -> None:
+        if self.connections.pop(conn, False) is None:
+            left = self.per_peer.get(conn.peer, 1) - 1
+            if left > 0:
+                self.per_peer[conn.peer] = left
+            else:
+                self.per_peer.pop(conn.peer, None)
+
+    def _notify(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if self.notice is not None and now - self._noticed.get(kind, -NOTICE_EVERY) >= NOTICE_EVERY:
+            self._noticed[kind] = now
+            self.notice(message)
 
     @property
     def url(self) -> str:
@@ -301,6 +400,10 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
         if self._housekeeper is not None:
             self._housekeeper.cancel()
         if self._server is not None:
