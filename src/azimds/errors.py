@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttestationError", "AzimdsError", "ChainError", "ChangeError", "Conflict", "EngineUnavailable",
-    "ExpiredError", "FormatError", "ImdsError", "ImdsUnavailable", "InvalidChange", "NameMismatchError",
+    "ExpiredError", "FormatError", "ImdsError", "ImdsUnavailable", "InvalidChange", "ListenError",
+    "NameMismatchError",
     "NoSuchTarget", "NonceError", "NotFound", "Problem", "ProfileError", "SignatureError", "StateError",
     "UsageError",
 ]
@@ -121,6 +122,10 @@ class StateError(AzimdsError):
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path = path
         self.problem = problem
+
+
+class ListenError(AzimdsError):
+    """A port the emulator cannot listen on (in use, not allowed, no such address)."""
 
 
 class ChangeError(AzimdsError):

@@ -58,9 +58,21 @@ def test_attested_verify_against_the_exported_root(served, tmp_path):
 def test_attested_verify_fails_against_another_root(served, tmp_path):
     proc, _ = served
     other = tmp_path / "other"
-    cli("ca", "export", "--state-dir", str(other), "--output", str(tmp_path / "other.pem"))
+    from azimds.emulator.service.pki import Pki
+
+    Pki(other).export_pem()  # another emulator's CA
+    assert cli("ca", "export", "--state-dir", str(other), "--output", str(tmp_path / "other.pem")).returncode == 0
     run = cli("attested", "--endpoint", proc.url, "--verify", "--trust-root", str(tmp_path / "other.pem"))
     assert run.returncode == 3 and "attestation failed (chain)" in run.stderr
+
+
+def test_ca_export_never_makes_a_ca(tmp_path):
+    missing = tmp_path / "nonexistent" / "dir"
+    run = cli("ca", "export", "--state-dir", str(missing))
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == (f"azimds: {missing}: holds no emulator CA (no pki/root.key); azimds serve makes one there "
+                          "on first use, and a running emulator serves its root at /azimds/ca/root.crt\n")
+    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_attested_without_verify_prints_the_document(served):

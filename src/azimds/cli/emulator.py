@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import EXIT_OK, EXIT_USAGE, error, rate
+from ._common import EXIT_OK, EXIT_USAGE, error, rate, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,8 +77,9 @@ def _add_ca(commands: Any) -> None:
     ca_commands = ca.add_subparsers(dest="ca_command", metavar="COMMAND")
     ca_commands.required = True
     export = ca_commands.add_parser("export", help="write the root certificate (PEM)",
-                                    description="Write the root certificate of the CA in the state directory "
-                                                "(made there if absent, as 'serve' would).")
+                                    description="Write the root certificate of the CA in the state directory. "
+                                                "It never makes one: azimds serve makes its CA on first use, and "
+                                                "a running emulator also serves its root at /azimds/ca/root.crt.")
     export.add_argument("--state-dir", metavar="DIR", help="the emulator's state directory "
                                                             "(default: ~/.local/state/azimds)")
     export.add_argument("--intermediate", action="store_true", help="the intermediate too, after the root")
@@ -103,7 +104,7 @@ def _add_state(commands: Any) -> None:
 
 def _state_reset(args: argparse.Namespace) -> int:
     from ..emulator.config import default_state_dir
-    from ..emulator.world.statedir import StateDir
+    from ..emulator.statedir import StateDir
 
     directory = args.state_dir or default_state_dir()
     aside = StateDir(directory).set_aside()
@@ -117,18 +118,18 @@ def _state_reset(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from ..emulator.app import App, configure, serve
-        from ..emulator.config import OPTIONS, default_state_dir, env_options
+        from ..emulator.config import OPTIONS, Config, env_options, serve_state_dir
     except ImportError as exc:
         error(f"{_EXTRA} ({exc.name} is missing)")
         return EXIT_USAGE
     flags = {option.name: getattr(args, option.name) for option in OPTIONS}
-    config, profile = configure(flags=flags, env=env_options(), defaults={"state_dir": default_state_dir()})
-    app = App(config, profile)
-    try:
-        return serve(app, ready=lambda line: print(line, flush=True))
-    except OSError as exc:
-        error(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
-    return EXIT_USAGE
+    env = env_options()
+    port = Config.build(env=env, flags={"port": flags["port"]}).port  # where the state goes depends on it
+    config, profile = configure(flags=flags, env=env, defaults={"state_dir": serve_state_dir(port)})
+    if config.control_public:
+        warn(f"the control plane listens on {config.control_host}: plain HTTP, reachable from other machines; "
+             "anyone with the token can change the emulated world")
+    return serve(App(config, profile), ready=lambda line: print(line, flush=True))
 
 
 # -- ca ----------------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def _ca_export(args: argparse.Namespace) -> int:
     from ..emulator.config import default_state_dir
     from ..emulator.service.pki import export_ca
 
-    text = export_ca(args.state_dir or default_state_dir(), intermediate=args.intermediate)
+    text = export_ca(args.state_dir or default_state_dir(), intermediate=args.intermediate)  # never makes one
     if args.output:
         with open(args.output, "w", encoding="ascii") as out:
             out.write(text)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import ListenError
 from .config import Config
 from .control.plane import ControlPlane
 from .model import profile as profiles
@@ -24,8 +25,8 @@ from .service.metadata import MetadataService, ServiceOptions
 from .service.pki import Pki
 from .service.ports import JournalEntry
 from .service.server import HttpServer
+from .statedir import StateDir
 from .world.clock import Clock
-from .world.statedir import StateDir
 from .world.store import Store
 from .world.world import World, fingerprint
 
@@ -78,6 +79,7 @@ class App:
                 self.store = _open_store(self.state, profile)
             pki = Pki.for_state_dir(state_dir)
             pki.check()
+            pki.prepare()
             self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios)
         except BaseException:
             self._release()
@@ -97,17 +99,33 @@ class App:
             path = config.profile
             reload = lambda: profiles.load(path)  # noqa: E731
         self.control = ControlPlane(self.world, self.token, reload=reload)
-        self.metadata_server = HttpServer(self.service, server_header=self.service.server_header)
-        self.control_server = HttpServer(self.control, server_header="azimds-control")
+        self.metadata_server = HttpServer(self.service, server_header=self.service.server_header, notice=_notice)
+        self.control_server = HttpServer(self.control, server_header="azimds-control", notice=_notice)
 
     async def start(self) -> None:
-        await self.metadata_server.start(self.config.host, self.config.port)
-        self.service.public_url = (self.config.public_url or self.metadata_server.url).rstrip("/")
-        if self.config.control_port is not None:
+        try:
+            await self._start()
+        except BaseException:
+            self._release()
+            raise
+
+    async def _start(self) -> None:
+        config = self.config
+        try:
+            await self.metadata_server.start(config.host, config.port)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.host}:{config.port} for the metadata port: "
+                              f"{_reason(exc)}; give --port another port (0 picks a free one)") from None
+        self.service.public_url = (config.public_url or self.metadata_server.url).rstrip("/")
+        if config.control_port is not None:
             try:
-                await self.control_server.start(self.config.control_host, self.config.control_port)
-            except BaseException:
+                await self.control_server.start(config.control_host, config.control_port)
+            except BaseException as exc:
                 await self.metadata_server.close()
+                if isinstance(exc, OSError):
+                    raise ListenError(f"cannot listen on {config.control_host}:{config.control_port} for the "
+                                      f"control plane: {_reason(exc)}; give --control-port another port "
+                                      "(0 picks a free one)") from None
                 raise
 
     async def close(self) -> None:
@@ -148,6 +166,14 @@ def _write_token(state_dir: Path, token: str) -> Path:
         out.write(token + "\n")
     os.chmod(path, 0o600)
     return path
+
+
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _notice(message: str) -> None:
+    print(f"azimds: {message}", file=sys.stderr, flush=True)
 
 
 def _json_log(entry: JournalEntry) -> None:

@@ -232,9 +232,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("public_url", _url, None, "how clients reach the metadata port, for the attested certificate's AIA "
            "URL and the token issuer's jwks_uri; default: the listening URL", "URL", "publicUrl"),
     Option("state_dir", _optional_path, None, "where state, keys and the control token live; '' keeps nothing "
-           "(serve's default: $XDG_STATE_HOME/azimds, else ~/.local/state/azimds)", "DIR"),
-    Option("control_host", _text, "127.0.0.1", "address the control plane listens on", "ADDRESS"),
-    Option("control_port", _port, DEFAULT_CONTROL_PORT, "control plane port; 0 picks a free one", "PORT"),
+           "(serve's default: $XDG_STATE_HOME/azimds, else ~/.local/state/azimds, for the default port; "
+           "port-PORT/ inside it for another port; nothing for port 0)", "DIR"),
+    Option("control_host", _text, "127.0.0.1", "address the control plane listens on; beyond loopback only with "
+           "--control-token", "ADDRESS"),
+    Option("control_port", _port, DEFAULT_CONTROL_PORT, "control plane port; 0 picks a free one (the default "
+           "when --port is not the default)", "PORT"),
     Option("control_token", _token, None, "the control plane's bearer token; default: generated and written to "
            "STATE_DIR/control-token", "TOKEN"),
     Option("log_format", _choice("none", "json"), "none", "json: one structured line per request on stderr",
@@ -312,11 +315,22 @@ class Config:
             if option.repeatable and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 value = " ".join(value)
             _take(option, value, option.flag, values, sources, problems)
+        if "control_port" not in sources and values["port"] != DEFAULT_PORT and "control_port" not in (defaults or {}):
+            values["control_port"] = 0  # another emulator beside the default one: its control plane on a free port
+        if not _loopback(values["control_host"]) and values["control_token"] is None:
+            problems.append((sources.get("control_host", "--control-host"),
+                             f"the control plane on {values['control_host']} would be reachable from other "
+                             "machines over plain HTTP; give --control-token (a secret) to allow it"))
         if profile_problems:
             raise ProfileError(profile_source, profile_problems + problems)
         if problems:
             raise ProfileError("", problems)
         return cls(**{name: values[name] for name in _BY_NAME}, sources=sources)
+
+    @property
+    def control_public(self) -> bool:
+        """Whether the control plane listens beyond this machine (serve warns about it)."""
+        return self.control_port is not None and not _loopback(self.control_host)
 
     def with_(self, **changes: Any) -> Config:
         """A copy with some values replaced (already typed; not validated again)."""
@@ -338,6 +352,26 @@ def _take(option: Option, value: Any, where: str, values: dict[str, Any], source
         parsed = tuple(values.get(option.name) or ()) + tuple(parsed)
     values[option.name] = parsed
     sources[option.name] = where
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_state_dir(port: int) -> str | None:
+    """``serve``'s state directory when none is given: the default one for the default port, a directory of
+    its own beside it for another port (so that two emulators on two ports never share one), none for port 0
+    (a port chosen afresh each time has no state to come back to)."""
+    if port == DEFAULT_PORT:
+        return default_state_dir()
+    return None if port == 0 else os.path.join(default_state_dir(), f"port-{port}")
 
 
 def env_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -25,6 +25,7 @@ from azimds.attested import (
     verify_attested,
 )
 from azimds.emulator.service.pki import INTERMEDIATE_PATH, Pki, export_ca
+from azimds.errors import StateError
 from tests.support import DATA, fetch
 
 DOC = "/metadata/attested/document"
@@ -181,9 +182,12 @@ def _with_aia(imds: Emulator, url: str) -> dict:
 
 def test_ca_survives_a_restart_and_exports_as_pem(tmp_path):
     state = tmp_path / "state"
-    exported = export_ca(state)  # before the first start: makes the CA serve will use
+    with pytest.raises(StateError, match="holds no emulator CA"):
+        export_ca(state)  # never makes one
+    assert not state.exists()
     with Emulator(state_dir=state) as first:
         document = attest(first)
+        exported = export_ca(state)
         assert first.ca_pem() == exported
     with Emulator(state_dir=state) as second:
         assert second.ca_pem() == exported

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import StateError
+from ..statedir import StateDir
 
 __all__ = ["INTERMEDIATE_PATH", "ROOT_PATH", "Pki", "export_ca"]
 
@@ -62,6 +63,13 @@ class Pki:
             if cls._shared is None:
                 cls._shared = cls(None)
             return cls._shared
+
+    def prepare(self) -> None:
+        """Make the CA now if the state directory has none yet, on a thread of its own, so that the first
+        attested document does not wait for it and ``azimds ca export`` finds it soon after start."""
+        if self.dir is None or ((self.dir / "root.crt").exists() and (self.dir / "intermediate.crt").exists()):
+            return
+        threading.Thread(target=self.intermediate, name="azimds-ca", daemon=True).start()
 
     def check(self) -> None:
         """Refuse keys and certificates in the state directory that cannot be read (StateError naming the
@@ -208,9 +216,25 @@ class Pki:
 
 
 def export_ca(state_dir: str | Path, *, intermediate: bool = False) -> str:
-    """The root (and optionally the intermediate) of the CA in ``state_dir`` as PEM, making the CA if it
-    does not exist yet (so ``azimds ca export`` before the first ``serve`` gives the root serve will use)."""
-    return Pki(state_dir).export_pem(intermediate=intermediate)
+    """The root (and optionally the intermediate) of the CA in ``state_dir`` as PEM. Never makes a CA: a
+    mistyped directory must not quietly get a new one. Raises StateError when the directory holds none."""
+    pki = Pki(state_dir)
+    assert pki.dir is not None
+    wanted = ["root.key", "root.crt"] + (["intermediate.key", "intermediate.crt"] if intermediate else [])
+    missing = [name for name in wanted if not (pki.dir / name).is_file()]
+    if missing and StateDir(state_dir).holder() is not None:  # an emulator started there moments ago is making its CA
+        import time
+
+        deadline = time.monotonic() + 10.0
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.05)
+            missing = [name for name in wanted if not (pki.dir / name).is_file()]
+    if missing:
+        raise StateError(str(state_dir), f"holds no emulator CA (no pki/{missing[0]}); azimds serve makes one "
+                                         "there on first use, and a running emulator serves its root at "
+                                         f"{ROOT_PATH}")
+    pki.check()
+    return pki.export_pem(intermediate=intermediate)
 
 
 def thumbprint(cert: Any) -> str:

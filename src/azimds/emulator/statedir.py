@@ -15,7 +15,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ...errors import StateError
+from ..errors import StateError
 
 __all__ = ["STATE_FILES", "StateDir"]
 
