@@ -8,13 +8,21 @@ ARGS   ?=
 
 .PHONY: serve test lint bench sysdeps clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-serve: $(VENV)/.installed
+# serve needs the package and its emulator extra; the tests need their extra too.
+$(VENV)/.serve: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install --quiet -e '.[emulator]'
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install --quiet -e '.[emulator,test]'
+	touch $@
+
+serve: $(VENV)/.serve
 	$(BIN)/azimds serve $(ARGS)
 
 sysdeps:

@@ -184,7 +184,10 @@ def test_loadbalancer_absent_gets_the_real_404():
 
 def test_versions_endpoint(shared_vm):
     reply = fetch(shared_vm.url, "/metadata/versions")
-    assert reply.json() == {"apiVersions": list(azure.INSTANCE_VERSIONS)}
+    assert reply.json() == {"apiVersions": list(azure.INSTANCE_VERSIONS[1:])}
+    for version in reply.json()["apiVersions"]:  # what is listed is what instance answers, and nothing else
+        assert fetch(shared_vm.url, f"/metadata/instance?api-version={version}").status == 200
+    assert fetch(shared_vm.url, "/metadata/instance?api-version=2017-03-01").status == 400
     assert fetch(shared_vm.url, "/metadata/versions", metadata=False).status == 400
 
 

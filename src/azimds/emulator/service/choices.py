@@ -70,6 +70,9 @@ CHOICES: tuple[Choice, ...] = (
            "faults, then rate limit, then path (404), then method, then X-Forwarded-For, then the Metadata "
            "header, then duplicate parameters, then api-version"),
     Choice("Version older than the endpoint", "the same 400 as an unknown version, with that endpoint's three newest"),
+    Choice("2017-03-01 on /metadata/instance",
+           "refused like an unknown version, and not listed by /metadata/versions: it was the preview, whose shape "
+           "is unknown (instance answers from 2017-04-02, as the docs' endpoint table says)"),
     Choice("/metadata/versions",
            "needs the Metadata header; lists every instance version the emulator accepts, oldest first"),
     Choice("Load balancer document", "keys sorted; ports as JSON numbers, as in the docs sample"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ....azure import INSTANCE_VERSIONS
+from ....azure import ENDPOINT_INTRODUCED, INSTANCE_VERSIONS
 from ...model.catalog import Versions
 from .. import responses
 from ..http import Response
@@ -19,7 +19,8 @@ class VersionsEndpoint(Endpoint):
 
     def __init__(self, newest: str | None = None):
         super().__init__(newest)
-        accepted = Versions(INSTANCE_VERSIONS, newest=newest).accepted
+        # The versions /metadata/instance accepts: what it lists and what it answers agree (choices).
+        accepted = Versions(INSTANCE_VERSIONS, newest=newest, oldest=ENDPOINT_INTRODUCED["instance"]).accepted
         self.answer = Response(200, json.dumps({"apiVersions": list(accepted)}, separators=(",", ":")).encode())
 
     def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
