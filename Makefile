@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: serve test lint bench sysdeps clean
+.PHONY: serve test lint bench fuzz sysdeps clean
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(VENV)/.installed sysdeps lint
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
+
+fuzz: $(VENV)/.installed
+	$(BIN)/python scripts/fuzz.py $(ARGS)
 
 bench: $(VENV)/.installed sysdeps
 	$(BIN)/python bench/run.py $(ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -110,6 +111,7 @@ class EventBook:
         self.on_change = on_change
         self.pending: list[PlannedEvent] = []  # events not yet published (scenarios, fleet walks)
         self.lock = threading.RLock()
+        self._due_at = self._next_due()
 
     # -- reading ------------------------------------------------------------------------------------
     @_locked
@@ -121,6 +123,8 @@ class EventBook:
     @_locked
     def catch_up(self) -> None:
         now = self.clock()
+        if now < self._due_at:  # nothing is due: the common case, answered without looking at any event
+            return
         changed = False
         while True:
             due = [e for e in self.events.values() if e.next_transition() <= now]
@@ -142,6 +146,8 @@ class EventBook:
             changed = True
         if changed:
             self._changed()
+        else:
+            self._due_at = self._next_due()
 
     @_locked
     def document(self, version: str, resource_prefix: str = "") -> dict[str, Any]:
@@ -260,8 +266,14 @@ class EventBook:
         self._changed()
 
     def _changed(self) -> None:
+        self._due_at = self._next_due()
         if self.on_change is not None:
             self.on_change(self)
+
+    def _next_due(self) -> float:
+        """When the next transition or publication is due (infinity when none is)."""
+        due = min((e.next_transition() for e in self.events.values()), default=math.inf)
+        return min(due, min((p.publish for p in self.pending), default=math.inf))
 
     # -- persistence --------------------------------------------------------------------------------
     @_locked
@@ -276,6 +288,7 @@ class EventBook:
         self.incarnation = max(self.incarnation, incarnation)
         self.events = {e.id: e for e in events}
         self.pending = pending
+        self._due_at = self._next_due()
 
 
 class _SavedEvent(TypedDict):
