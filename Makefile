@@ -32,7 +32,7 @@ test: $(VENV)/.installed sysdeps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples scripts
 	$(BIN)/mypy
 
 fuzz: $(VENV)/.installed
