@@ -363,7 +363,7 @@ def test_a_head_is_bounded_as_its_chunks_arrive_without_a_socket():
         conn.data_received(b"a" * 4096)
         fed += 4096
         assert fed < 10 * 1024 * 1024
-    assert fed <= server.limits.max_head + 4096
+    assert fed <= server.limits.max_message + 4096
     assert transport.written.startswith(b"HTTP/1.1 431 ")
 
 

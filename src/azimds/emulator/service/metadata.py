@@ -241,9 +241,17 @@ _LABELS = ("instance", "attested", "identity", "scheduledevents", "loadbalancer"
 
 def endpoint_label(url: str) -> str:
     """The metrics label of a request: the endpoint its path names, else "other" (bounded cardinality)."""
-    if url.startswith("/metadata/"):
-        name = url[10:].partition("/")[0].partition("?")[0]
-        if name in _LABELS:
-            return name
-    return "other"
+    label = _LABEL_CACHE.get(url)
+    if label is None:
+        label = "other"
+        if url.startswith("/metadata/"):
+            name = url[10:].partition("/")[0].partition("?")[0]
+            if name in _LABELS:
+                label = name
+        if len(_LABEL_CACHE) >= 4096:  # a flood of distinct URLs clears it rather than grow it
+            _LABEL_CACHE.clear()
+        _LABEL_CACHE[url] = label
+    return label
 
+
+_LABEL_CACHE: dict[str, str] = {}

@@ -46,9 +46,9 @@ class Limits:
             raise ValueError(f"the housekeeping tick must be more than 0 seconds, not {self.tick}")
 
     @property
-    def max_head(self) -> int:
-        """The most a request line and headers may take on the wire, counted as they arrive."""
-        return self.max_url + self.max_headers + 4096
+    def max_message(self) -> int:
+        """The most one request may take on the wire (request line, headers, body), counted as it arrives."""
+        return self.max_url + self.max_headers + self.max_body + 4096
 
 
 class _Reject(Exception):
@@ -84,8 +84,9 @@ class Connection(asyncio.Protocol):
         self.request_started = 0.0  # 0 while between requests
         self.pending: deque[Any] = deque()  # (response or its future, last, HEAD) not yet written, in order
         self.closing = False
-        self.in_head = False  # a request line and headers are being received
-        self.head_bytes = 0  # bytes of them received so far (an upper bound: whole chunks are counted)
+        self.in_message = False  # a request is being received
+        self.message_bytes = 0  # bytes of it received so far (an upper bound: whole chunks are counted)
+        self.fresh = True  # nothing received yet on this connection
         self._reset()
 
     def _reset(self) -> None:
@@ -116,19 +117,21 @@ class Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if self.closing:
             return
-        continuing = self.in_head
-        if continuing:  # a head goes on into this chunk: bound it before the parser buffers any more of it
-            self.head_bytes += len(data)
-            if self.head_bytes > self.limits.max_head:
+        continuing = self.in_message
+        if continuing:  # a request goes on into this chunk: bound it before the parser buffers any more of it
+            self.message_bytes += len(data)
+            if self.message_bytes > self.limits.max_message:
                 self._refuse(431, "Request headers too large")
                 return
-        elif not self.request_started and not _has_version(data):
-            self._refuse(400, "Bad request")  # an HTTP/0.9 request line: no version, no headers
-            return
+        elif self.fresh:
+            self.fresh = False
+            if not _has_version(data):
+                self._refuse(400, "Bad request")  # an HTTP/0.9 request line: no version, no headers
+                return
         try:
             self.parser.feed_data(data)
-            if self.in_head and not continuing:
-                self.head_bytes = len(data)  # a head began in this chunk and goes on past it
+            if self.in_message and not continuing:
+                self.message_bytes = len(data)  # a request began in this chunk and goes on past it
         except _Reject as exc:
             self._refuse(exc.status, exc.message)
         except httptools.HttpParserUpgrade:
@@ -161,13 +164,9 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.in_head = True
+        self.in_message = True
         if not self.request_started:
             self.request_started = time.monotonic()
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -192,6 +191,7 @@ class Connection(asyncio.Protocol):
         request = Request(method, self.url, self.headers, self.body, self.peer)
         keep_alive = self.parser.should_keep_alive()
         head = method == "HEAD"
+        self.in_message = False
         self._reset()
         self.request_started = 0.0
         try:
@@ -259,7 +259,7 @@ class Connection(asyncio.Protocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer a request we could not parse or accept, then close: its framing can't be trusted."""
         self.closing = True
-        self.in_head = False
+        self.in_message = False
         body = b'{"error":"' + message.encode() + b'"}'
         self.pending.append((Response(status, body, close=True), True, False))
         self._flush()
