@@ -85,8 +85,8 @@ def test_serve_refuses_a_bad_variable_in_one_line():
 
 
 def test_options_are_never_abbreviated():
-    run = subprocess.run([*AZIMDS, "serve", "--state", "/tmp/x"], capture_output=True, text=True, timeout=30)
-    assert run.returncode == 2 and "unrecognized arguments: --state" in run.stderr
+    run = subprocess.run([*AZIMDS, "serve", "--state-d", "/tmp/x"], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "unrecognized arguments: --state-d" in run.stderr
 
 
 def test_the_default_port():

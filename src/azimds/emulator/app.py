@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ListenError
+from ..errors import ListenError, StateError
 from .config import Config
 from .control.plane import ControlPlane
 from .model import profile as profiles
@@ -27,7 +27,7 @@ from .service.ports import JournalEntry
 from .service.server import HttpServer
 from .statedir import StateDir
 from .world.clock import Clock
-from .world.store import Store
+from .world.store import SqliteStore, Store, open_store
 from .world.world import World, fingerprint
 
 __all__ = ["App", "configure", "load_profile", "new_event_loop", "serve"]
@@ -71,16 +71,16 @@ class App:
         self.state = StateDir(state_dir).open() if state_dir is not None else None
         self.store: Store | None = None
         try:
-            if self.state is not None:
-                if config.reset_state:
-                    aside = self.state.set_aside()
-                    if aside is not None:
-                        print(f"azimds: the old state is in {aside}", file=sys.stderr, flush=True)
-                self.store = _open_store(self.state, profile)
+            if self.state is not None and config.reset_state:
+                aside = self.state.set_aside()
+                if aside is not None:
+                    print(f"azimds: the old state is in {aside}", file=sys.stderr, flush=True)
+            self.store = _open_store(config, self.state, profile)
             pki = Pki.for_state_dir(state_dir)
             pki.check()
             pki.prepare()
-            self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios)
+            self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios,
+                               node=config.node)
         except BaseException:
             self._release()
             raise
@@ -108,6 +108,12 @@ class App:
         except BaseException:
             self._release()
             raise
+        loop = asyncio.get_running_loop()
+
+        def schedule(apply: Callable[[], None]) -> None:
+            loop.call_soon_threadsafe(apply)
+
+        self.world.listen(schedule)
 
     async def _start(self) -> None:
         config = self.config
@@ -135,6 +141,9 @@ class App:
         self._release()
 
     def _release(self) -> None:
+        world = getattr(self, "world", None)
+        if world is not None:
+            world.close()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -142,19 +151,34 @@ class App:
             self.state.close()
 
 
-def _open_store(state: StateDir, profile: Profile) -> Store:
-    """The state database; one that belongs to another profile is set aside (nothing is ever deleted)."""
-    store = Store(state.database)
+def _open_store(config: Config, state: StateDir | None, profile: Profile) -> Store | None:
+    """The store ``--state`` names (default: the state directory's SQLite file; nothing without either).
+
+    A SQLite store that belongs to another profile is set aside (nothing is ever deleted); a shared engine
+    that holds another profile's world is refused, unless ``--reset-state`` clears it.
+    """
+    url = config.state or (f"sqlite:///{state.database}" if state is not None else None)
+    if url is None:
+        return None
+    store = open_store(url, shared=config.shared)
     mark = fingerprint(profile)
-    saved = store.load()
-    if saved.get("profile") != mark:
-        if saved:
+    _, saved = store.load()
+    if saved.get("profile") != mark and saved:
+        if not isinstance(store, SqliteStore) or state is None or Path(store.path) != state.database:
+            if not config.reset_state:
+                store.close()
+                raise StateError(store.url.split("@")[-1], "it holds the world of another profile; start every "
+                                 "node with the same profile, or once with --reset-state to clear it")
+            store.update(None, lambda current: dict.fromkeys(current))
+        else:
             store.close()
             aside = state.set_aside(("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"))
             print(f"azimds: the state in {state.path} was for another profile; it is now in {aside}",
                   file=sys.stderr, flush=True)
-            store = Store(state.database)
-        store.save({"profile": mark})
+            store = open_store(url, shared=config.shared)
+    elif config.reset_state and not isinstance(store, SqliteStore):
+        store.update(None, lambda current: dict.fromkeys(current))
+    store.update(["profile"], lambda current: {"profile": mark} if current.get("profile") != mark else {})
     return store
 
 

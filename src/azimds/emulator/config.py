@@ -147,6 +147,13 @@ def _token(value: Any) -> str:
     return text
 
 
+def _state_url(value: Any) -> str:
+    text = _text(value).strip()
+    if text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        return text
+    raise ValueError(f"must be sqlite:///PATH or postgresql://USER@HOST[:PORT]/DB, not {text!r}")
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -242,6 +249,9 @@ OPTIONS: tuple[Option, ...] = (
            "STATE_DIR/control-token", "TOKEN"),
     Option("log_format", _choice("none", "json"), "none", "json: one structured line per request on stderr",
            "FORMAT", choices=("none", "json")),
+    Option("state", _state_url, None, "where the world is kept: sqlite:///PATH (default: STATE_DIR/state.sqlite) "
+           "or postgresql://USER@HOST/DB, shared by every node started with it", "URL"),
+    Option("node", _text, None, "this process's name in a shared world's journal (default: HOST:PID)", "NAME"),
     Option("reset_state", _flag, False, "set the state directory's state aside (into STATE_DIR/aside-TIME/) and "
            "start afresh", switch=True),
 )
@@ -276,6 +286,8 @@ class Config:
     control_port: int | None = DEFAULT_CONTROL_PORT
     control_token: str | None = None
     log_format: str = "none"
+    state: str | None = None
+    node: str | None = None
     reset_state: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 
@@ -326,6 +338,11 @@ class Config:
         if problems:
             raise ProfileError("", problems)
         return cls(**{name: values[name] for name in _BY_NAME}, sources=sources)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes share the world's store (a PostgreSQL engine)."""
+        return bool(self.state and self.state.startswith(("postgresql://", "postgres://")))
 
     @property
     def control_public(self) -> bool:

@@ -200,7 +200,9 @@ def test_bad_rows_stop_serve_naming_the_row(tmp_path, key, value, problem):
     state = made_state(tmp_path)
     db = sqlite3.connect(state / "state.sqlite")
     with db:
-        db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
+        db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version'")
+        db.execute("INSERT OR REPLACE INTO state (key, value, version) VALUES (?, ?, "
+                   "(SELECT value FROM meta WHERE name = 'version'))", (key, value))
     db.close()
     before = digest(state)
     line = refused(state)

@@ -8,7 +8,7 @@ __all__ = ["prometheus"]
 
 
 def prometheus(world: World) -> str:
-    metrics = world.journal.metrics
+    metrics = world.metrics()
     lines = ["# HELP azimds_requests_total Requests answered on the metadata port.",
              "# TYPE azimds_requests_total counter"]
     for (endpoint, status), count in sorted(metrics.requests.items()):

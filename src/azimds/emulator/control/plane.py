@@ -201,7 +201,7 @@ class ControlPlane:
             raise _BadRequest("limit must be 0 or more")
         pattern = query.get("path")
         peer = query.get("peer")
-        selected = [e for e in self.world.journal if e.time >= since and (status is None or e.status == status)
+        selected = [e for e in self.world.journal_entries(since) if (status is None or e.status == status)
                     and (peer is None or e.peer == peer)
                     and (pattern is None or fnmatch.fnmatchcase(e.url.partition("?")[0], pattern))]
         selected = selected[-limit:] if limit else []

@@ -46,6 +46,11 @@ class Clock:
                                  now if start is None else float(start), now)
 
     @property
+    def source(self) -> Callable[[], float]:
+        """The real time it counts from."""
+        return self._source
+
+    @property
     def mode(self) -> str:
         return self._state.mode
 

@@ -103,12 +103,10 @@ class EventBook:
     before the method returns.
     """
 
-    def __init__(self, clock: Callable[[], float], incarnation: int = 1, events: Iterable[Event] = (),
-                 on_change: Callable[[EventBook], None] | None = None):
+    def __init__(self, clock: Callable[[], float], incarnation: int = 1, events: Iterable[Event] = ()):
         self.clock = clock
         self.incarnation = incarnation
         self.events: dict[str, Event] = {e.id: e for e in events}
-        self.on_change = on_change
         self.pending: list[PlannedEvent] = []  # events not yet published (scenarios, fleet walks)
         self.lock = threading.RLock()
         self._due_at = self._next_due()
@@ -157,7 +155,11 @@ class EventBook:
     # -- changing -----------------------------------------------------------------------------------
     @_locked
     def plan(self, planned: PlannedEvent) -> None:
-        """Queue an event to be published at ``planned.publish`` (emulated epoch seconds)."""
+        """Queue an event to be published at ``planned.publish`` (emulated epoch seconds). Its EventId is fixed
+        now, so that every process that publishes it from this book gives it the same one."""
+        if planned.spec.event_id is None:
+            planned = PlannedEvent(planned.publish, planned.spec.model_copy(
+                update={"event_id": str(uuid.uuid4()).upper()}))
         self.pending.append(planned)
         self.pending.sort(key=lambda p: p.publish)
         self._changed()
@@ -267,8 +269,6 @@ class EventBook:
 
     def _changed(self) -> None:
         self._due_at = self._next_due()
-        if self.on_change is not None:
-            self.on_change(self)
 
     def _next_due(self) -> float:
         """When the next transition or publication is due (infinity when none is)."""
@@ -283,9 +283,10 @@ class EventBook:
 
     @_locked
     def load_json(self, text: str) -> None:
-        """Restore a book saved by ``to_json``; ValueError (nothing changed) when the text is not one."""
+        """Become the book saved by ``to_json`` (then caught up to now, as every process does with it);
+        ValueError (nothing changed) when the text is not one."""
         incarnation, events, pending = parse_saved(text)
-        self.incarnation = max(self.incarnation, incarnation)
+        self.incarnation = incarnation
         self.events = {e.id: e for e in events}
         self.pending = pending
         self._due_at = self._next_due()

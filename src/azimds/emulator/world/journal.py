@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..service.metadata import endpoint_label
 from ..service.ports import JournalEntry
@@ -22,6 +23,19 @@ class Metrics:
         self.latency_counts = [0] * (len(self.BUCKETS) + 1)
         self.latency_sum = 0.0
 
+    def to_mapping(self) -> dict[str, Any]:
+        return {"requests": [[e, s, n] for (e, s), n in self.requests.items()], "latency_counts": self.latency_counts,
+                "latency_sum": self.latency_sum}
+
+    def add(self, mapping: dict[str, Any]) -> None:
+        """Add another process's counts (as ``to_mapping`` gives them) to these."""
+        for endpoint, status, count in mapping.get("requests", []):
+            key = (str(endpoint), int(status))
+            self.requests[key] = self.requests.get(key, 0) + int(count)
+        for index, count in enumerate(mapping.get("latency_counts", [])[:len(self.latency_counts)]):
+            self.latency_counts[index] += int(count)
+        self.latency_sum += float(mapping.get("latency_sum", 0.0))
+
     def observe(self, endpoint: str, status: int, latency: float) -> None:
         key = (endpoint, status)
         self.requests[key] = self.requests.get(key, 0) + 1
@@ -36,9 +50,11 @@ class Journal:
         self.entries: deque[JournalEntry] = deque(maxlen=size)
         self.metrics = Metrics()
         self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
+        self.total = 0  # entries ever recorded (the deque keeps the last ``size``)
 
     def record(self, entry: JournalEntry) -> None:
         self.entries.append(entry)
+        self.total += 1
         self.metrics.observe(endpoint_label(entry.url), entry.status, entry.latency)
         if self.log is not None:
             self.log(entry)

@@ -1,64 +1,218 @@
-"""Durable state: what the control plane changed, the events, the clock and the faults, in SQLite.
+"""Where the world's state lives, shared by every process that serves it: one interface, two engines.
 
-Each ``save`` is one transaction committed with ``synchronous=FULL`` (WAL) before it returns, so a change
-the control plane acknowledged survives ``kill -9``. Keys name the parts of the world (``vm/NAME``,
-``events/BOOK``, ``clock``, ``faults``); values are JSON documents. An existing file is checked read-only
-before anything is written to it: a file that is not this store's (garbage, truncated, empty, another
-database) is refused with a ``StateError`` naming it, and left as it was.
+The world is rows of JSON by key (``vm/NAME``, ``events/BOOK``, ``clock``, ``faults``, ``profile``). Every
+write is one transaction that gives its rows a new version, higher than any before, committed before it
+returns (so a change the control plane acknowledged survives ``kill -9``). ``update`` reads rows with a lock
+and writes what the caller makes of them in the same transaction: two processes approving one event start it
+once. Every process keeps its own copy of the world in memory and learns of other writers' rows through
+``changes(since)``, woken by ``wait`` (SQLite: its ``data_version`` polled; PostgreSQL: ``LISTEN/NOTIFY``).
+The journal of every process is shipped here in batches, so any control plane can read the whole of it.
+
+``SqliteStore`` (``sqlite:///PATH``, the embedded default) is in this module; ``PostgresStore``
+(``postgresql://…``) is in ``postgres`` and needs the ``postgres`` extra. ``open_store`` picks by URL.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from ...errors import StateError
+from ...errors import EngineUnavailable, StateError
+from .engine import JOURNAL_KEEP, TABLES, Rows, Store, encode
 
-__all__ = ["Store"]
+__all__ = ["JOURNAL_KEEP", "MemoryStore", "Rows", "SqliteStore", "Store", "encode", "open_store"]
+
+class MemoryStore(Store):
+    """Nothing kept: the world of one process, gone when it ends (an ``Emulator`` in a test suite)."""
+
+    def __init__(self) -> None:
+        self.url = "memory:"
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[str | None, int]] = {}
+        self._version = 0
+
+    def load(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            return self._version, {k: v for k, (v, _) in self._rows.items() if v is not None}
+
+    def update(self, keys: Iterable[str] | None, change: Callable[[dict[str, str]], Rows | None]) -> int:
+        with self._lock:
+            wanted = self._rows if keys is None else {k: self._rows[k] for k in keys if k in self._rows}
+            rows = change({k: v for k, (v, _) in wanted.items() if v is not None})
+            if rows:
+                self._version += 1
+                for key, value in rows.items():
+                    self._rows[key] = (value, self._version)
+            return self._version
+
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str | None, int]]]:
+        with self._lock:
+            found = sorted(((k, v, n) for k, (v, n) in self._rows.items() if n > since), key=lambda row: row[2])
+            return max(self._version, since), found
+
+    def wait(self, version: int, timeout: float) -> bool:
+        time.sleep(timeout)
+        return self._version > version
+
+    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
+        return None
+
+    def journal(self, since: float, limit: int) -> list[tuple[Any, ...]]:
+        return []
+
+    def metrics(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        return None
 
 
-class Store:
-    """A small key/value table of JSON documents; keys name the parts of the emulated state."""
+def open_store(url: str, *, shared: bool = False) -> Store:
+    """The store a ``--state`` URL names: ``sqlite:///PATH`` (or a plain path) or ``postgresql://…``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise StateError(url.split("@")[-1], f"the PostgreSQL engine needs its extra: pip install "
+                                                 f"'azimds[postgres]' ({exc.name} is missing)") from None
+        return PostgresStore(url)
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url  # sqlite:////abs or sqlite:///rel
+    return SqliteStore(Path(path), shared=shared)
 
-    def __init__(self, path: str | Path):
+
+class SqliteStore(Store):
+    """The embedded engine: one SQLite file in WAL mode, ``synchronous=FULL``. Several processes on one host
+    may share it (workers): a write takes SQLite's write lock (``BEGIN IMMEDIATE``), and readers learn of
+    others' writes by polling ``PRAGMA data_version``, which costs microseconds."""
+
+    POLL = 0.01  # seconds between two looks at data_version while waiting for changes
+
+    def __init__(self, path: Path, *, shared: bool = False) -> None:
         self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.shared = shared
         if self.path.exists():
             _check(self.path)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self._db = self._connect()
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT, "
+                                 "version INTEGER NOT NULL)")
+                self._db.execute("CREATE INDEX IF NOT EXISTS state_version ON state (version)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+                self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('version', 0)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS journal (node TEXT NOT NULL, seq INTEGER NOT NULL, "
+                                 "time REAL, peer TEXT, method TEXT, url TEXT, status INTEGER, latency REAL)")
+                self._db.execute("CREATE INDEX IF NOT EXISTS journal_time ON journal (time)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS metrics (node TEXT PRIMARY KEY, value TEXT)")
+                self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StateError(str(self.path), f"cannot open the state database: {exc}") from None
+        self._watcher: sqlite3.Connection | None = None
 
-    def save(self, items: dict[str, str]) -> None:
-        """Write every item in one committed transaction."""
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def load(self) -> tuple[int, dict[str, str]]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+            rows = dict(self._db.execute("SELECT key, value FROM state WHERE value IS NOT NULL"))
+        return int(version), rows
+
+    def update(self, keys: Iterable[str] | None, change: Callable[[dict[str, str]], Rows | None]) -> int:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", items.items())
+                if keys is None:
+                    current = dict(db.execute("SELECT key, value FROM state WHERE value IS NOT NULL"))
+                else:
+                    wanted = list(keys)
+                    current = {}
+                    for key in wanted:
+                        row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+                        if row is not None and row[0] is not None:
+                            current[key] = row[0]
+                rows = change(current)
+                if rows:
+                    (version,) = db.execute("UPDATE meta SET value = value + 1 WHERE name = 'version' "
+                                            "RETURNING value").fetchone()
+                    db.executemany("INSERT INTO state (key, value, version) VALUES (?, ?, ?) ON CONFLICT (key) "
+                                   "DO UPDATE SET value = excluded.value, version = excluded.version",
+                                   [(key, value, version) for key, value in rows.items()])
+                else:
+                    (version,) = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise EngineUnavailable(f"the state database could not commit: {exc}") from None
+            return int(version)
 
-    def load(self) -> dict[str, str]:
+    def changes(self, since: int) -> tuple[int, list[tuple[str, str | None, int]]]:
         with self._lock:
-            return dict(self._db.execute("SELECT key, value FROM state").fetchall())
+            rows = self._db.execute("SELECT key, value, version FROM state WHERE version > ? ORDER BY version",
+                                    (since,)).fetchall()
+            (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+        return max(int(version), since), [(key, value, int(v)) for key, value, v in rows]
 
-    def clear(self, keys: list[str] | None = None) -> None:
+    def wait(self, version: int, timeout: float) -> bool:
+        if self._watcher is None:
+            self._watcher = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        deadline = time.monotonic() + timeout
+        while True:
+            (now,) = self._watcher.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
+            if int(now) > version:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.POLL)
+
+    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
         with self._lock:
-            if keys is None:
-                self._db.execute("DELETE FROM state")
-            else:
-                self._db.executemany("DELETE FROM state WHERE key = ?", [(k,) for k in keys])
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM journal WHERE node = ?", (node,)).fetchone()
+                db.executemany("INSERT INTO journal (node, seq, time, peer, method, url, status, latency) VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(node, last + 1 + i, *entry) for i, entry in enumerate(entries)])
+                db.execute("DELETE FROM journal WHERE node = ? AND seq <= ?",
+                           (node, last + len(entries) - JOURNAL_KEEP))
+                if metrics is not None:
+                    db.execute("INSERT INTO metrics (node, value) VALUES (?, ?) ON CONFLICT (node) DO UPDATE SET "
+                               "value = excluded.value", (node, metrics))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def journal(self, since: float, limit: int) -> list[tuple[Any, ...]]:
+        with self._lock:
+            rows = self._db.execute("SELECT time, peer, method, url, status, latency FROM journal WHERE time >= ? "
+                                    "ORDER BY time DESC, node, seq DESC LIMIT ?", (since, limit)).fetchall()
+        return rows[::-1]
+
+    def metrics(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT node, value FROM metrics"))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._watcher is not None:
+                self._watcher.close()
 
 
 def _check(path: Path) -> None:
@@ -82,18 +236,23 @@ def _check(path: Path) -> None:
         raise StateError(str(path), f"cannot read it: {exc}") from None
     try:
         tables = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        if tables != ["state"]:
-            raise StateError(str(path), f"not an azimds state database (its tables: {', '.join(tables) or 'none'})")
-        columns = [(name, kind) for _, name, kind, *_ in db.execute("PRAGMA table_info(state)")]
-        if columns != [("key", "TEXT"), ("value", "TEXT")]:
-            raise StateError(str(path), "not an azimds state database (its state table has other columns)")
+        if not set(tables) <= set(TABLES) or "state" not in tables:
+            raise StateError(str(path), f"not an azimds state database (its tables: {', '.join(tables) or 'none'}; "
+                                        "azimds state reset sets it aside)")
+        for table in tables:
+            columns = [(name, kind) for _, name, kind, *_ in db.execute(f"PRAGMA table_info({table})")]
+            if columns != TABLES[table]:
+                raise StateError(str(path), f"not this azimds's state database (its {table} table has other "
+                                            "columns; azimds state reset sets it aside)")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
         if verdict != "ok":
             raise StateError(str(path), f"the database is damaged: {verdict}")
         for key, value in db.execute("SELECT key, value FROM state"):
-            if not isinstance(key, str) or not isinstance(value, str):
+            if not isinstance(key, str) or not (value is None or isinstance(value, str)):
                 raise StateError(str(path), f"a row that is not text: {key!r}")
     except sqlite3.Error as exc:
         raise StateError(str(path), f"not an azimds state database: {exc}") from None
     finally:
         db.close()
+
+

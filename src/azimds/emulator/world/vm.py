@@ -7,9 +7,9 @@ derives from the VM in ``cache``, which is emptied whenever the VM's documents c
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from ...errors import Conflict, NoSuchTarget
 from ..model.identities import Identities
 from ..model.profile import VmModel
 from .events import EventBook
@@ -21,10 +21,13 @@ __all__ = ["VmState"]
 class VmState:
     """One VM of the world. ``model`` is the VM as the profile made it; ``instance``/``loadbalancer`` as now."""
 
-    __slots__ = ("_lock", "cache", "events", "faults", "instance", "loadbalancer", "model")
+    __slots__ = ("_approve", "_lock", "book_key", "cache", "events", "faults", "instance", "loadbalancer", "model")
 
-    def __init__(self, model: VmModel, events: EventBook, faults: FaultSet):
+    def __init__(self, model: VmModel, events: EventBook, faults: FaultSet, book_key: str,
+                 approve: Callable[[VmState, list[str]], str | None]):
         self.model = model
+        self.book_key = book_key  # the key of the book it sees: vm:NAME, or its scale set's or availability set's
+        self._approve = approve
         self.instance = model.instance
         self.loadbalancer = model.loadbalancer
         self.events = events
@@ -64,14 +67,4 @@ class VmState:
         return self.events.document(version, prefix)
 
     def approve_events(self, event_ids: list[str]) -> str | None:
-        with self.events.lock:
-            current = {event.id for event in self.events.current()}
-            unknown = next((i for i in event_ids if i.upper() not in current), None)
-            if unknown is not None:
-                return unknown
-            for event_id in event_ids:
-                try:
-                    self.events.approve(event_id, by=self.name)
-                except (Conflict, NoSuchTarget):  # started or gone meanwhile: approving it is still a success
-                    pass
-        return None
+        return self._approve(self, event_ids)  # the world's, so that it is kept and every process sees it

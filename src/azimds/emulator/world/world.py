@@ -2,9 +2,14 @@
 faults, the journal — and the only way to change it.
 
 The metadata service reads it (it is a ``service.ports.WorldView``); the control plane, the in-process
-``Emulator.control`` calls and scenarios change it, only through the methods here, each of which validates
-first (a bad change is refused whole and changes nothing: ``InvalidChange``, ``NoSuchTarget``, ``Conflict``)
-and persists to the store before it returns.
+``Emulator.control`` calls, VMs' approvals and scenarios change it, only through the methods here. Each change
+is one transaction of the store: it reads what the store holds now, validates (a bad change is refused whole
+and changes nothing: ``InvalidChange``, ``NoSuchTarget``, ``Conflict``; ``EngineUnavailable`` when the store
+cannot be reached), writes, and only then shows in memory. Other processes sharing the store (workers, nodes)
+see it when their listener applies the store's changes, in version order, each row once.
+
+Event books are kept as their last write; the transitions since (Scheduled → Started → gone) are computed by
+every process from the same rows and the same clock, so they agree on every document and incarnation.
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable
+import os
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from ...azure import EVENT_MIN_NOTICE
-from ...errors import InvalidChange, NoSuchTarget, ProfileError, StateError
+from ...errors import Conflict, EngineUnavailable, InvalidChange, NoSuchTarget, ProfileError, StateError
 from ..model.defaults import complete
 from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
 from ..model.faults import FaultRule
@@ -29,14 +38,17 @@ from .clock import LATEST, Clock, ClockState
 from .events import Event, EventBook, parse_saved
 from .faults import FaultSet
 from .fleet import Fleet
-from .journal import Journal
-from .store import Store
+from .journal import Journal, JournalEntry, Metrics
+from .store import MemoryStore, Rows, Store, encode
 from .vm import VmState
 
 __all__ = ["World", "fingerprint"]
 
 _DOC_PARTS = ("compute", "network", "extended", "loadbalancer")
 _CONTROL = "the change is invalid; nothing was changed"
+T = TypeVar("T")
+#: Seconds between two shipments of the journal to a shared store.
+SHIP_EVERY = 0.2
 
 
 def fingerprint(profile: Profile) -> str:
@@ -47,32 +59,34 @@ def fingerprint(profile: Profile) -> str:
 
 
 class World:
-    """The world of one profile: its first VM, its fleet, the clock, the faults, the journal."""
+    """The world of one profile: its first VM, its fleet, the clock, the faults, the journal, kept in ``store``
+    (nothing kept without one)."""
 
     def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: Iterable[FaultRule] = (),
                  store: Store | None = None, journal_size: int = 10_000,
-                 scenarios: Iterable[ScenarioEntry] = ()):
+                 scenarios: Iterable[ScenarioEntry] = (), node: str | None = None):
         self.profile = profile
         self.clock = clock or Clock()
-        self.store = store
+        self.store = store or MemoryStore()
+        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self.journal = Journal(journal_size)
         self.record = self.journal.record  # keep a request in the journal and the metrics (a WorldView method)
+        self.now = self.clock.now  # the emulated time, epoch seconds (a WorldView method, read on every request)
+        self._clock_start = self.clock.state()  # where reset takes the clock back to
         self.base_faults = tuple(faults)
         self.faults = FaultSet(self.base_faults)  # first-seconds count real time since start
         self._books: dict[str, EventBook] = {}
-        self.now = self.clock.now  # the emulated time, epoch seconds (a WorldView method, read on every request)
-        self._clock_start = self.clock.state()  # where reset takes the clock back to
+        self._versions: dict[str, int] = {}  # the version of every row applied, so that none is applied twice
+        self.version = 0  # every row up to this version is applied
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
         self.per_vm_limits = self.fleet is not None  # rate limits per VM (a fleet) or per source address
-        saved = store.load() if store is not None else {}
-        if saved:
-            self._restore(saved)
-        if store is not None and "clock" not in saved:  # so a restart continues this clock, manual ones too
-            self._save_clock()
-        planned = tuple(profile.scenarios) + tuple(scenarios)
-        if planned and not any(key.startswith("events/") for key in saved):  # planned once; a restart has them
-            self.plan_scenarios(planned)
+        self.version, rows = self.store.changes(0)
+        self._restore(rows)
+        self._initialize(tuple(profile.scenarios) + tuple(scenarios))
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._shipped = 0
 
     # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
     def vm_for(self, peer: str) -> VmState | None:
@@ -95,6 +109,13 @@ class World:
             raise NoSuchTarget(f"no VM named {name!r}")
         return found
 
+    def _has_vm(self, name: str) -> bool:
+        try:
+            self.vm(name)
+        except NoSuchTarget:
+            return False
+        return True
+
     def vms(self) -> list[VmState]:
         """Every VM made so far."""
         return self.fleet.made() if self.fleet is not None else [self.first]
@@ -107,21 +128,23 @@ class World:
         """Replace (or create) the node at ``path``; returns the node as stored after completion."""
         if not path:
             raise InvalidChange("give a path below the document, e.g. compute/tags")
-        doc = deepcopy(vm.document())
-        parent = _walk(doc, path[:-1], create=True)
-        key = path[-1]
-        if isinstance(parent, list):
-            index = _index(key, len(parent) + 1)
-            if index == len(parent):
-                parent.append(value)
+
+        def edit(doc: dict[str, Any]) -> None:
+            parent = _walk(doc, path[:-1], create=True)
+            key = path[-1]
+            if isinstance(parent, list):
+                index = _index(key, len(parent) + 1)
+                if index == len(parent):
+                    parent.append(value)
+                else:
+                    parent[index] = value
+            elif isinstance(parent, dict):
+                parent[key] = value
             else:
-                parent[index] = value
-        elif isinstance(parent, dict):
-            parent[key] = value
-        else:
-            raise InvalidChange(f"{'/'.join(path[:-1])} is a value, not a mapping or a list")
-        _untangle_tags(doc, path)
-        self._apply(vm, doc)
+                raise InvalidChange(f"{'/'.join(path[:-1])} is a value, not a mapping or a list")
+            _untangle_tags(doc, path)
+
+        self._change_vm(vm, edit)
         return self.read_node(vm, path)
 
     def patch_node(self, vm: VmState, path: list[str], patch: Any) -> Any:
@@ -129,61 +152,77 @@ class World:
         if not path:
             if not isinstance(patch, dict):
                 raise InvalidChange("a patch of the whole document is a JSON object")
-            merged = _merge_patch(deepcopy(vm.document()), patch)
-            compute_patch = patch.get("compute")
-            _untangle_tags(merged, ["compute", "tags"] if isinstance(compute_patch, dict) and "tags" in compute_patch
-                           else [])
-            self._apply(vm, merged)
+
+            def edit_all(doc: dict[str, Any]) -> None:
+                merged = _merge_patch(doc, patch)
+                doc.clear()
+                doc.update(merged)
+                compute_patch = patch.get("compute")
+                _untangle_tags(doc, ["compute", "tags"] if isinstance(compute_patch, dict)
+                               and "tags" in compute_patch else [])
+
+            self._change_vm(vm, edit_all)
             return vm.document()
-        current = deepcopy(self.read_node(vm, path))
-        return self.set_node(vm, path, _merge_patch(current, patch))
+
+        def edit(doc: dict[str, Any]) -> None:
+            parent = _walk(doc, path[:-1])
+            key = path[-1]
+            if isinstance(parent, list):
+                index = _index(key, len(parent))
+                parent[index] = _merge_patch(parent[index], patch)
+            elif isinstance(parent, dict) and key in parent:
+                parent[key] = _merge_patch(parent[key], patch)
+            else:
+                raise NoSuchTarget(f"no such node: {'/'.join(path)}")
+            _untangle_tags(doc, path)
+
+        self._change_vm(vm, edit)
+        return self.read_node(vm, path)
 
     def delete_node(self, vm: VmState, path: list[str]) -> None:
         """Remove the node at ``path``; defaults fill it again where the real service always has it."""
         if not path:
             raise InvalidChange("give a path below the document, e.g. compute/userData")
-        doc = deepcopy(vm.document())
-        parent = _walk(doc, path[:-1])
-        if isinstance(parent, list):
-            del parent[_index(path[-1], len(parent))]
-        elif isinstance(parent, dict) and path[-1] in parent:
-            del parent[path[-1]]
-        else:
-            raise NoSuchTarget(f"no such node: {'/'.join(path)}")
-        _untangle_tags(doc, path)
-        self._apply(vm, doc)
+
+        def edit(doc: dict[str, Any]) -> None:
+            parent = _walk(doc, path[:-1])
+            if isinstance(parent, list):
+                del parent[_index(path[-1], len(parent))]
+            elif isinstance(parent, dict) and path[-1] in parent:
+                del parent[path[-1]]
+            else:
+                raise NoSuchTarget(f"no such node: {'/'.join(path)}")
+            _untangle_tags(doc, path)
+
+        self._change_vm(vm, edit)
 
     def set_tags(self, vm: VmState, tags: dict[str, Any]) -> str:
         """Replace the VM's tags (both the ``tags`` string and ``tagsList``); returns the ``tags`` string."""
         if not isinstance(tags, dict) or not all(isinstance(v, (str, int, float, bool)) for v in tags.values()):
             raise InvalidChange("tags are a mapping of names to string values")
-        doc = deepcopy(vm.document())
-        with_tags(doc["compute"], {str(k): _tag_text(v) for k, v in tags.items()})
-        _check_text(doc)
-        self._apply(vm, doc)
+        self._change_vm(vm, lambda doc: with_tags(doc["compute"], {str(k): _tag_text(v) for k, v in tags.items()}))
         return str(vm.instance["compute"]["tags"])
 
-    def _apply(self, vm: VmState, doc: dict[str, Any]) -> None:
-        """Validate and complete a whole new document, persist it, then swap it in."""
-        _check_text(doc)
-        extra = sorted(set(doc) - set(_DOC_PARTS))
-        if extra:
-            raise InvalidChange(_CONTROL, [(extra[0], "unknown field")])
-        tree = {k: v for k, v in doc.items() if k in _DOC_PARTS and k != "loadbalancer"}
-        lb = doc.get("loadbalancer")
-        try:
-            validated = validate_tree({**tree, **({"loadbalancer": lb} if lb is not None else {})}, "")
-        except ProfileError as exc:
-            raise InvalidChange(_CONTROL, exc.problems) from None
-        loadbalancer = validated.pop("loadbalancer", None)
-        problems: list[tuple[str, str]] = []
-        instance = complete(validated, problems)
-        if problems:
-            raise InvalidChange(_CONTROL, problems)
-        self._save({f"vm/{vm.name}": json.dumps({"instance": instance, "loadbalancer": loadbalancer})})
-        vm.replace(instance, loadbalancer)
-        if self.fleet is not None:
-            self.fleet.pin(vm)
+    def _change_vm(self, vm: VmState, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Edit the VM's documents as the store holds them now; validate, complete, write, then show."""
+        key = f"vm/{vm.name}"
+
+        def change(current: dict[str, str]) -> Rows:
+            if key in current:
+                saved = json.loads(current[key])
+                doc = dict(saved["instance"])
+                if saved["loadbalancer"] is not None:
+                    doc["loadbalancer"] = saved["loadbalancer"]
+            else:
+                doc = dict(vm.model.instance)
+                if vm.model.loadbalancer is not None:
+                    doc["loadbalancer"] = vm.model.loadbalancer
+            doc = deepcopy(doc)
+            edit(doc)
+            instance, loadbalancer = _validated(doc)
+            return {key: encode({"instance": instance, "loadbalancer": loadbalancer})}
+
+        self._commit([key], change)
 
     # -- events --------------------------------------------------------------------------------------------
     def schedule(self, vm: VmState, spec: EventSpec) -> Event:
@@ -191,22 +230,47 @@ class World:
         if spec.resources is None:
             spec = spec.model_copy(update={"resources": [vm.name]})
         _check_text(spec.to_mapping())
-        return vm.events.schedule(spec)
+        return self._change_book(vm.book_key, lambda book: book.schedule(spec))
 
     def event_action(self, vm: VmState, event_id: str, action: str, by: str | None = None) -> EventBook:
         """``approve`` (by a VM, or by every VM it lists), ``start``, ``complete`` or ``cancel`` an event."""
-        book = vm.events
-        if action == "approve":
-            book.approve(event_id, by=by)
-        elif action == "start":
-            book.start(event_id)
-        elif action == "complete":
-            book.complete(event_id)
-        elif action == "cancel":
-            book.cancel(event_id)
-        else:
-            raise InvalidChange(f"no event action {action!r}")
-        return book
+        if by is not None and self.fleet is not None and self.fleet.by_name(by) is None and by != self.first.name:
+            raise NoSuchTarget(f"no VM named {by!r}")
+
+        def act(book: EventBook) -> None:
+            if action == "approve":
+                book.approve(event_id, by=by)
+            elif action == "start":
+                book.start(event_id)
+            elif action == "complete":
+                book.complete(event_id)
+            elif action == "cancel":
+                book.cancel(event_id)
+            else:
+                raise InvalidChange(f"no event action {action!r}")
+
+        self._change_book(vm.book_key, act)
+        return vm.events
+
+    def approve_events(self, vm: VmState, event_ids: list[str]) -> str | None:
+        """A VM's own approval (``POST /metadata/scheduledevents``), all or none: the first id that is no
+        current event (nothing approved then), or None."""
+        unknown: list[str] = []
+
+        def act(book: EventBook) -> None:
+            current = {event.id for event in book.current()}
+            missing = next((i for i in event_ids if i.upper() not in current), None)
+            if missing is not None:
+                unknown.append(missing)
+                raise _NothingToWrite()
+            for event_id in event_ids:
+                try:
+                    book.approve(event_id, by=vm.name)
+                except (Conflict, NoSuchTarget):  # started or gone meanwhile: approving it is still a success
+                    pass
+
+        self._change_book(vm.book_key, act)
+        return unknown[0] if unknown else None
 
     def walk(self, set_name: str, kind: str = "Freeze", gap: float = 1800.0, duration: int | None = None) -> EventBook:
         """A platform update walking a scale set's update domains: one event per domain, ``gap`` apart."""
@@ -214,70 +278,106 @@ class World:
         if scale_set is None:
             raise NoSuchTarget(f"no scale set named {set_name!r}" if self.fleet is not None
                                else "this emulator has no fleet")
-        book = self._book(f"vmss:{set_name}")
-        now = self.clock.now()
-        notice = EVENT_MIN_NOTICE[kind]
-        for index, names in enumerate(scale_set.update_domain_groups()):
-            not_before = now + notice + index * gap
-            spec = EventSpec(type=kind, resources=names, not_before=not_before, duration=duration)
-            book.plan(PlannedEvent(max(now, not_before - notice), spec))
-        return book
+        key = f"vmss:{set_name}"
 
-    def plan_scenarios(self, entries: Iterable[ScenarioEntry]) -> None:
-        """Queue scenario events in the first VM's book, their times counted from now."""
-        for planned in scenario_plan(list(entries), self.clock.now(), self.first.name):
-            self.first.events.plan(planned)
+        def act(book: EventBook) -> None:
+            now = self.clock.now()
+            notice = EVENT_MIN_NOTICE[kind]
+            for index, names in enumerate(scale_set.update_domain_groups()):
+                not_before = now + notice + index * gap
+                spec = EventSpec(type=kind, resources=names, not_before=not_before, duration=duration)
+                book.plan(PlannedEvent(max(now, not_before - notice), spec))
+
+        self._change_book(key, act)
+        return self._book(key)
+
+    def _change_book(self, key: str, action: Callable[[EventBook], T]) -> T:
+        """Run ``action`` on the book as the store holds it now, caught up to now; write it; then show it."""
+        results: list[T] = []
+
+        def change(current: dict[str, str]) -> Rows:
+            book = EventBook(self.clock.now)
+            if f"events/{key}" in current:
+                book.load_json(current[f"events/{key}"])
+            try:
+                results.append(action(book))
+            except _NothingToWrite:
+                return {}
+            return {f"events/{key}": book.to_json()}
+
+        self._commit([f"events/{key}"], change)
+        return results[0] if results else None  # type: ignore[return-value]
 
     # -- clock and faults ----------------------------------------------------------------------------------
     def advance_clock(self, seconds: float) -> float:
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
             raise InvalidChange(f"the clock only moves forward, by a finite number of seconds, not {seconds}")
-        try:
-            now = self.clock.advance(seconds)
-        except ValueError as exc:
-            raise InvalidChange(str(exc)) from None
-        self._save_clock()
-        for book in self._books.values():
-            book.catch_up()
-        return now
+        self._change_clock(lambda clock: clock.advance(seconds))
+        return self.clock.now()
 
     def set_time(self, when: float) -> float:
-        current = self.clock.now()
-        if when < current:
-            raise InvalidChange("the clock only moves forward")
-        return self.advance_clock(when - current)
+        def jump(clock: Clock) -> None:
+            if when < clock.now():
+                raise InvalidChange("the clock only moves forward")
+            clock.advance(when - clock.now())
+
+        self._change_clock(jump)
+        return self.clock.now()
 
     def set_clock_speed(self, speed: float) -> None:
-        try:
-            self.clock.set_speed(speed)
-        except ValueError as exc:
-            raise InvalidChange(str(exc)) from None
-        self._save_clock()
+        self._change_clock(lambda clock: clock.set_speed(speed))
+
+    def _change_clock(self, move: Callable[[Clock], object]) -> None:
+        def change(current: dict[str, str]) -> Rows:
+            clock = Clock(source=self.clock.source)
+            clock.restore(_clock_state(current["clock"]) if "clock" in current else self.clock.state())
+            try:
+                move(clock)
+            except ValueError as exc:
+                raise InvalidChange(str(exc)) from None
+            return {"clock": encode(asdict(clock.state()))}
+
+        self._commit(["clock"], change)
 
     def add_fault(self, rule: FaultRule) -> None:
-        self._save({"faults": json.dumps([r.to_mapping() for r in [*self.faults.rules, rule]])})
-        self.faults.add(rule)
+        def change(current: dict[str, str]) -> Rows:
+            rules = _fault_rules(current["faults"]) if "faults" in current else list(self.faults.rules)
+            return {"faults": encode([r.to_mapping() for r in [*rules, rule]])}
+
+        self._commit(["faults"], change)
 
     def clear_faults(self) -> None:
-        self._save({"faults": "[]"})
-        self.faults.clear()
+        self._commit(["faults"], lambda current: {"faults": "[]"})
 
     # -- whole state -----------------------------------------------------------------------------------------
     def reset(self, profile: Profile | None = None) -> None:
         """Back to the start, with the profile (or a newly loaded one): metadata, faults and the clock; events
         are cancelled (each removal counts, so DocumentIncarnation still only grows)."""
         if profile is not None and profile is not self.profile:
+            if self.store.shared:
+                raise Conflict("a world shared by several processes takes a new profile only when they restart "
+                               "with it")
             self._rebuild(profile)
-        self.clock.restart(self._clock_start)
-        self._save_clock()
-        for book in self._books.values():
-            book.clear()
-        self.faults.replace(self.base_faults)
-        if self.store is not None:
-            self.store.clear([key for key in self.store.load() if key.startswith("vm/") or key == "faults"])
-            self._save({"faults": json.dumps([r.to_mapping() for r in self.base_faults])})
-        for vm in self.vms():
-            vm.replace(vm.model.instance, vm.model.loadbalancer)
+
+        def change(current: dict[str, str]) -> Rows:
+            rows: Rows = {key: None for key in current if key.startswith("vm/")}
+            for key in {k for k in current if k.startswith("events/")} | {f"events/{b}" for b in self._books}:
+                if key.startswith("events/vm:") and not self._has_vm(key[10:]):
+                    rows[key] = None  # the book of a VM the new profile does not have
+                    continue
+                book = EventBook(self.clock.now)
+                if key in current:
+                    book.load_json(current[key])
+                book.clear()
+                book.pending = []
+                rows[key] = book.to_json()
+            clock = Clock(source=self.clock.source)
+            clock.restart(self._clock_start)
+            rows["clock"] = encode(asdict(clock.state()))
+            rows["faults"] = encode([r.to_mapping() for r in self.base_faults])
+            return rows
+
+        self._commit(None, change)
 
     def _rebuild(self, profile: Profile) -> None:
         """A new profile's VMs, keeping the event books (their DocumentIncarnation must never go down)."""
@@ -285,82 +385,225 @@ class World:
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
         self.per_vm_limits = self.fleet is not None
+        self._versions = {key: v for key, v in self._versions.items() if not key.startswith("vm/")}
 
     def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
-        return VmState(model, book or self._book(f"vm:{model.name}"), self.faults)
+        key = next((k for k, b in self._books.items() if b is book), None) if book is not None else None
+        key = key or f"vm:{model.name}"
+        return VmState(model, self._book(key), self.faults, key, self.approve_events)
 
     def _book(self, key: str) -> EventBook:
         book = self._books.get(key)
         if book is None:
-            book = self._books[key] = EventBook(self.clock.now, on_change=lambda b: self._save(
-                {f"events/{key}": b.to_json()}))
+            book = self._books[key] = EventBook(self.clock.now)
         return book
 
-    def _save(self, items: dict[str, str]) -> None:
-        if self.store is not None:
-            self.store.save(items)
+    # -- the store ---------------------------------------------------------------------------------------------
+    def _commit(self, keys: list[str] | None, change: Callable[[dict[str, str]], Rows]) -> None:
+        """One transaction of the store, then its rows applied here (as every other process will)."""
+        written: Rows = {}
 
-    def _save_clock(self) -> None:
-        self._save({"clock": json.dumps(asdict(self.clock.state()))})
+        def wrapped(current: dict[str, str]) -> Rows:
+            written.clear()
+            written.update(change(current))
+            return written
 
-    def _restore(self, saved: dict[str, str]) -> None:
-        """Apply what the store kept, every row checked first: StateError (nothing applied) for a bad one."""
-        where = str(self.store.path) if self.store is not None else "state"
-        clock = None
-        rules: list[FaultRule] | None = None
-        documents: list[tuple[VmState, dict[str, Any], dict[str, Any] | None]] = []
-        books: list[tuple[str, str]] = []
-        for key, value in saved.items():
+        version = self.store.update(keys, wrapped)
+        if written:
+            self._apply_rows([(key, value, version) for key, value in written.items()])
+
+    def _initialize(self, scenarios: tuple[ScenarioEntry, ...]) -> None:
+        """Once per store: the clock as configured, the scenarios planned from now (a restart continues both)."""
+        def change(current: dict[str, str]) -> Rows:
+            rows: Rows = {}
+            if "clock" not in current:
+                rows["clock"] = encode(asdict(self.clock.state()))
+            if scenarios and not any(key.startswith("events/") for key in current):
+                book = EventBook(self.clock.now)
+                for planned in scenario_plan(list(scenarios), self.clock.now(), self.first.name):
+                    book.plan(planned)
+                rows[f"events/{self.first.book_key}"] = book.to_json()
+            return rows
+
+        self._commit(None if scenarios else ["clock"], change)
+
+    def _restore(self, rows: list[tuple[str, str | None, int]]) -> None:
+        """Apply what the store holds at start, every row checked first: StateError (nothing applied) for a bad
+        one."""
+        appliers = []
+        for key, value, version in rows:
             try:
-                if key == "profile":
-                    continue
-                if key == "clock":
-                    clock = _clock_state(value)
-                elif key == "faults":
-                    items = json.loads(value)
-                    if not isinstance(items, list):
-                        raise ValueError("not a list of faults")
-                    rules = [FaultRule.from_mapping(item) for item in items]
-                elif key.startswith("vm/"):
-                    documents.append(self._saved_documents(key[3:], value))
-                elif key.startswith("events/"):
-                    book_key = key[7:]
-                    if not book_key.startswith(("vm:", "vmss:", "avset:")):
-                        raise ValueError(f"no event book {book_key!r}")
-                    if book_key.startswith("vm:"):
-                        self.vm(book_key[3:])
-                    parse_saved(value)
-                    books.append((book_key, value))
-                else:
-                    raise ValueError("not a part of the world azimds keeps")
+                appliers.append((key, version, self._parse(key, value)))
             except (ValueError, ProfileError, NoSuchTarget, RecursionError) as exc:
+                where = str(getattr(self.store, "path", self.store.url))
                 problem = "; ".join(str(p) for p in exc.problems) if isinstance(exc, ProfileError) else str(exc)
                 raise StateError(where, f"row {key!r}: {problem}") from None
-        if clock is not None:
-            self.clock.restore(clock)
-        if rules is not None:
-            self.faults.replace(rules)
-        for vm, instance, loadbalancer in documents:
-            vm.replace(instance, loadbalancer)
-            if self.fleet is not None:
-                self.fleet.pin(vm)
-        for book_key, value in books:
-            self._book(book_key).load_json(value)
+        for key, version, apply in appliers:
+            apply()
+            self._versions[key] = version
 
-    def _saved_documents(self, name: str, value: str) -> tuple[VmState, dict[str, Any], dict[str, Any] | None]:
-        vm = self.vm(name)
-        doc = json.loads(value)
-        if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"}:
-            raise ValueError("not a VM's documents")
-        if not isinstance(doc["instance"], dict):
-            raise ValueError("not a VM's documents")
-        lb = doc["loadbalancer"]
-        checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
-        loadbalancer = checked.pop("loadbalancer", None)
-        problems: list[tuple[str, str]] = []
-        if complete(checked, problems) != doc["instance"] or problems or loadbalancer != lb:
-            raise ValueError("not a complete VM document, as azimds keeps them")
-        return vm, doc["instance"], loadbalancer
+    def _apply_rows(self, rows: list[tuple[str, str | None, int]]) -> None:
+        """Apply rows written by this or another process, each at most once and never an older one."""
+        for key, value, version in rows:
+            if version <= self._versions.get(key, 0):
+                continue
+            try:
+                self._parse(key, value)()
+            except (ValueError, ProfileError, NoSuchTarget, RecursionError) as exc:
+                print(f"azimds: a change to {key!r} in the store cannot be applied here: {exc}", file=sys.stderr)
+            self._versions[key] = version
+        self.version = max([self.version, *(version for _, _, version in rows)])
+
+    def _parse(self, key: str, value: str | None) -> Callable[[], None]:
+        """What applying a row does; ValueError (or ProfileError, NoSuchTarget) when it is not a valid one."""
+        if key == "profile":
+            return lambda: None
+        if key == "clock":
+            if value is None:
+                return lambda: None
+            state = _clock_state(value)
+            return lambda: self.clock.restore(state)
+        if key == "faults":
+            rules = _fault_rules(value) if value is not None else list(self.base_faults)
+            return lambda: self.faults.replace(rules)
+        if key.startswith("vm/"):
+            vm = self.vm(key[3:])
+            if value is None:
+                return lambda: vm.replace(vm.model.instance, vm.model.loadbalancer)
+            instance, loadbalancer = _saved_documents(value)
+
+            def apply_vm() -> None:
+                vm.replace(instance, loadbalancer)
+                if self.fleet is not None:
+                    self.fleet.pin(vm)
+            return apply_vm
+        if key.startswith("events/"):
+            book_key = key[7:]
+            if not book_key.startswith(("vm:", "vmss:", "avset:")):
+                raise ValueError(f"no event book {book_key!r}")
+            if value is None:
+                return lambda: None
+            if book_key.startswith("vm:"):
+                self.vm(book_key[3:])
+            parse_saved(value)
+            return lambda: self._book(book_key).load_json(value)
+        raise ValueError("not a part of the world azimds keeps")
+
+    # -- other processes ---------------------------------------------------------------------------------------
+    def listen(self, schedule: Callable[[Callable[[], None]], None]) -> None:
+        """Follow the changes other processes write, applying them through ``schedule`` (which runs a function
+        on the thread that owns this world), and ship this process's journal; until ``close``."""
+        if not self.store.shared or self._listener is not None:
+            return
+
+        def run() -> None:
+            seen = self.version
+            shipped_at = 0.0
+            while not self._stop.is_set():
+                try:
+                    if self.store.wait(seen, SHIP_EVERY):
+                        seen, rows = self.store.changes(seen)
+                        if rows:
+                            schedule(lambda rows=rows: self._apply_rows(rows))  # type: ignore[misc]
+                    if threading.get_ident() and _monotonic() - shipped_at >= SHIP_EVERY:
+                        self.ship()
+                        shipped_at = _monotonic()
+                except EngineUnavailable:
+                    self._stop.wait(0.5)
+                except Exception as exc:  # noqa: BLE001 - the listener must outlive a bad moment of the engine
+                    print(f"azimds: following the store's changes: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    self._stop.wait(0.5)
+
+        self._listener = threading.Thread(target=run, name="azimds-listener", daemon=True)
+        self._listener.start()
+
+    def ship(self) -> None:
+        """Send the journal entries not yet shipped, and the metrics, to a shared store."""
+        if not self.store.shared:
+            return
+        total = self.journal.total
+        fresh = min(total - self._shipped, len(self.journal.entries))
+        entries = [tuple(entry) for entry in list(self.journal.entries)[len(self.journal.entries) - fresh:]] \
+            if fresh > 0 else []
+        self.store.ship(self.node, entries, json.dumps(self.journal.metrics.to_mapping()))
+        self._shipped = total
+
+    def journal_entries(self, since: float = 0.0) -> list[JournalEntry]:
+        """The requests answered from ``since`` (emulated time), oldest first: this process's, or in a shared world
+        every process's (as shipped to the store, this one's first shipped now)."""
+        if not self.store.shared:
+            return [entry for entry in self.journal if entry.time >= since]
+        self.ship()
+        return [JournalEntry(*row) for row in self.store.journal(since, self.journal.entries.maxlen or 10_000)]
+
+    def metrics(self) -> Metrics:
+        """The request counts: this process's, or in a shared world the sum of every process's."""
+        if not self.store.shared:
+            return self.journal.metrics
+        self.ship()
+        total = Metrics()
+        for text in self.store.metrics().values():
+            total.add(json.loads(text))
+        return total
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        try:
+            self.ship()
+        except EngineUnavailable:
+            pass
+
+
+class _NothingToWrite(Exception):
+    """Raised inside a change to write nothing (and say why through the caller's own state)."""
+
+
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A whole new document validated and completed: (instance, loadbalancer). Raises InvalidChange."""
+    _check_text(doc)
+    extra = sorted(set(doc) - set(_DOC_PARTS))
+    if extra:
+        raise InvalidChange(_CONTROL, [(extra[0], "unknown field")])
+    try:
+        validated = validate_tree(doc, "")
+    except ProfileError as exc:
+        raise InvalidChange(_CONTROL, exc.problems) from None
+    loadbalancer = validated.pop("loadbalancer", None)
+    problems: list[tuple[str, str]] = []
+    instance = complete(validated, problems)
+    if problems:
+        raise InvalidChange(_CONTROL, problems)
+    return instance, loadbalancer
+
+
+def _saved_documents(value: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    doc = json.loads(value)
+    if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"}:
+        raise ValueError("not a VM's documents")
+    if not isinstance(doc["instance"], dict):
+        raise ValueError("not a VM's documents")
+    lb = doc["loadbalancer"]
+    checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
+    loadbalancer = checked.pop("loadbalancer", None)
+    problems: list[tuple[str, str]] = []
+    if complete(checked, problems) != doc["instance"] or problems or loadbalancer != lb:
+        raise ValueError("not a complete VM document, as azimds keeps them")
+    return doc["instance"], loadbalancer
+
+
+def _fault_rules(value: str) -> list[FaultRule]:
+    items = json.loads(value)
+    if not isinstance(items, list):
+        raise ValueError("not a list of faults")
+    return [FaultRule.from_mapping(item) for item in items]
 
 
 def _clock_state(text: str) -> ClockState:
