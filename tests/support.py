@@ -53,6 +53,14 @@ def fetch(base: str, path: str, *, headers: dict[str, str] | None = None, method
         conn.close()
 
 
+def control(imds, method: str, path: str, body: object = None, token: str | None = None) -> Reply:
+    """A control-plane request over HTTP (JSON body), with the emulator's token unless told another."""
+    return fetch(imds.control_url, path, method=method, metadata=False,
+                 headers={"Authorization": f"Bearer {imds.token if token is None else token}",
+                          "Content-Type": "application/json"},
+                 body=None if body is None else json.dumps(body).encode())
+
+
 class ServeProcess:
     """`azimds serve` as a subprocess, with its URL read from the ready line."""
 

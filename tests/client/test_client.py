@@ -116,7 +116,7 @@ def test_raw_get_returns_json_or_text(shared_vm: Emulator) -> None:
     client = Client(shared_vm.url, limiter=None)
     assert client.get("instance/compute/vmId", text=True) == shared_vm.vm.instance["compute"]["vmId"]
     assert client.get("/metadata/instance/network/interface/0/ipv4/ipAddress/0") == {
-        "privateIpAddress": "10.0.0.4", "publicIpAddress": "20.115.74.12"}
+        "privateIpAddress": "10.0.0.4", "publicIpAddress": ""}
     assert client.get("instance/compute/tags", text=True) == \
         "Environment:Production;Department:IT;tag_key:configured-by-tag;Owner:ops:team-a"
     newest = INSTANCE_VERSIONS[-1]
@@ -632,11 +632,21 @@ def test_redact_blanks_secrets_and_replaces_identifiers(captured: dict) -> None:
     assert os_disk["managedDisk"]["id"].endswith("/resourceGroups/redacted-rg/providers/Microsoft.Compute/"
                                                  "disks/redacted-vm-osdisk")
     nic_ip = redacted["network"]["interface"][0]["ipv4"]["ipAddress"][0]
-    assert nic_ip == {"privateIpAddress": "10.0.0.4", "publicIpAddress": "203.0.113.1"}
+    assert nic_ip == {"privateIpAddress": "10.0.0.4", "publicIpAddress": ""}  # behind a Standard load balancer
     lb = redacted["loadbalancer"]
     assert {rule["frontendIpAddress"] for group in lb.values() for rule in group} == {"203.0.113.1"}
     assert rc["tags"] == compute["tags"] and rc["tagsList"] == compute["tagsList"]
     assert captured["compute"]["name"] == "web-01"  # the original is untouched
+
+
+def test_redact_takes_the_admin_name_out_of_public_key_paths() -> None:
+    """Real captures (2019-2023) put keys at /home/<adminUsername>/.ssh/authorized_keys: the name goes there too."""
+    profile = {"compute": {"name": "vm1", "osProfile": {"adminUsername": "chgeuer", "computerName": "vm1"},
+                           "publicKeys": [{"keyData": "ssh-rsa AAAAB3Nza\r\nC1yc2E= generated-by-azure\r\n",
+                                           "path": "/home/chgeuer/.ssh/authorized_keys"}]}}
+    redacted = redact(profile)
+    assert "chgeuer" not in json.dumps(redacted)
+    assert redacted["compute"]["publicKeys"] == [{"keyData": "", "path": "/home/azureuser/.ssh/authorized_keys"}]
 
 
 def test_redact_rewrites_every_name_inside_resource_ids() -> None:

@@ -22,6 +22,7 @@ import pytest
 from azimds import Emulator
 from azimds.client import FIRST_EVENTS_TIMEOUT, Backoff, Client, ImdsError, ImdsUnavailable, touches
 from azimds.emulator.model.faults import FaultRule as Fault
+from tests import support
 from tests.support import azimds_inprocess, azimds_process, fetch, wait_until
 
 CLI = [sys.executable, "-m", "azimds"]
@@ -31,9 +32,7 @@ FAST = Backoff(delta=0.01, cap=0.05, gone_for=0.2, server_error_min=0.01, min_at
 
 def control(imds: Emulator, method: str, path: str, body: object = None) -> object:
     """A control-plane request over HTTP; its JSON answer (asserting success)."""
-    reply = fetch(imds.control_url, path, method=method, metadata=False,
-                  headers={"Authorization": f"Bearer {imds.token}"},
-                  body=None if body is None else json.dumps(body).encode())
+    reply = support.control(imds, method, path, body)
     assert reply.status < 300, reply
     return reply.json() if reply.body else None
 

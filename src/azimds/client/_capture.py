@@ -41,8 +41,9 @@ def redact(profile: dict[str, Any]) -> dict[str, Any]:
 
     Blanks userData, customData, publicKeys keyData, encryption secretUrl/keyUrl and storage uris; puts the
     zero GUID for subscriptionId, vmId and placementGroupId; placeholders for the resource group, VM,
-    computer, admin user, scale set and disk names (as whole values) and for every subscription, resource
-    group and resource name inside resource IDs; documentation addresses for public IPs. Tags are kept.
+    computer, admin user, scale set and disk names (as whole values, and as parts of a public key's path) and
+    for every subscription, resource group and resource name inside resource IDs; documentation addresses for
+    public IPs. Tags are kept.
     ``azimds dump --help`` says the same to users.
     """
     scrubbed: dict[str, Any] = _scrub(profile, _identifiers(profile))
@@ -105,6 +106,8 @@ def _scrub(value: Any, names: dict[str, str], key: str = "") -> Any:
         return ""
     if value.lower().startswith("/subscriptions/"):
         return _scrub_resource_id(value, names)
+    if key == "path":  # a public key's file, /home/<admin>/.ssh/authorized_keys: the admin's name goes too
+        return "/".join(names.get(part, part) if part else part for part in value.split("/"))
     return names.get(value, value)
 
 

@@ -18,7 +18,7 @@ import threading
 import time
 from urllib.parse import quote
 
-from ..azure import NO_LOADBALANCER, parse_tags
+from ..azure import ENDPOINT_INTRODUCED, NO_LOADBALANCER, parse_tags
 from ..errors import ImdsError, ImdsUnavailable, NotFound, UsageError
 from ._retry import PROCESS_LIMITER, Backoff, TokenBucket
 from .transport import Endpoint, ProtocolError, Reply
@@ -208,8 +208,15 @@ class Client:
         return addresses(self.network(deadline=deadline), "privateIpAddress")
 
     def public_ips(self, *, deadline: float | None = None) -> list[str]:
-        """Instance-level public addresses; a Standard load balancer's are in ``load_balancer()``."""
-        return addresses(self.network(deadline=deadline), "publicIpAddress")
+        """The VM's public addresses: its NICs' (instance-level public IPs); for a VM behind a Standard load
+        balancer, whose NICs answer "", the load balancer's public frontends for it (as Kubernetes' Azure cloud
+        provider reads them)."""
+        found = addresses(self.network(deadline=deadline), "publicIpAddress")
+        if found or self.api_version < ENDPOINT_INTRODUCED["loadbalancer"]:
+            return found
+        balancer = self.load_balancer(deadline=deadline)
+        return [ip["frontendIpAddress"] for ip in (balancer or {}).get("publicIpAddresses", [])
+                if ip.get("frontendIpAddress")]
 
     def mac_addresses(self, *, deadline: float | None = None) -> list[str]:
         """Every NIC's MAC address as IMDS writes it (12 upper-case hex digits)."""

@@ -7,17 +7,10 @@ import json
 import pytest
 
 from azimds import Emulator
+from tests.support import control as ctl
 from tests.support import fetch
 
 SE = "/metadata/scheduledevents?api-version=2020-07-01"
-
-
-def ctl(imds: Emulator, method: str, path: str, body=None, token: str | None = None):
-    reply = fetch(imds.control_url, path, method=method, metadata=False,
-                  headers={"Authorization": f"Bearer {imds.token if token is None else token}",
-                           "Content-Type": "application/json"},
-                  body=None if body is None else json.dumps(body).encode())
-    return reply
 
 
 @pytest.fixture
@@ -41,10 +34,10 @@ def test_read_and_replace_nodes(emu):
     assert ctl(emu, "GET", "/v1/metadata/compute/name").json() == "web-01"
     assert ctl(emu, "PUT", "/v1/metadata/compute/name", "renamed").json() == "renamed"
     assert fetch(emu.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text").body == b"renamed"
-    reply = ctl(emu, "PUT", "/v1/metadata/network/interface/0/ipv4/ipAddress/0/publicIpAddress", "1.2.3.4")
+    reply = ctl(emu, "PUT", "/v1/metadata/network/interface/0/ipv4/ipAddress/0/privateIpAddress", "10.0.0.9")
     assert reply.status == 200
-    assert fetch(emu.url, "/metadata/instance/network/interface/0/ipv4/ipAddress/0/publicIpAddress"
-                          "?api-version=2021-02-01&format=text").body == b"1.2.3.4"
+    assert fetch(emu.url, "/metadata/instance/network/interface/0/ipv4/ipAddress/0/privateIpAddress"
+                          "?api-version=2021-02-01&format=text").body == b"10.0.0.9"
 
 
 def test_a_bad_change_is_refused_whole(emu):

@@ -23,7 +23,7 @@ TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01"
 KEYS = {"access_token", "client_id", "expires_in", "expires_on", "ext_expires_in", "not_before", "resource",
         "token_type"}
 CLAIMS = {"aud", "iss", "iat", "nbf", "exp", "aio", "appid", "appidacr", "idp", "idtyp", "oid", "rh", "sub", "tid",
-          "uti", "ver", "xms_mirid", "xms_tcdt"}
+          "uti", "ver", "xms_az_rid", "xms_cae", "xms_mirid", "xms_tcdt"}
 MISSING_HEADER = b'{"error":"invalid_request","error_description":"Required metadata header not specified"}'
 NOT_FOUND = b'{"error":"invalid_request","error_description":"Identity not found"}'
 MULTIPLE = (b'{"error":"invalid_request","error_description":"Multiple user assigned identities exist, please specify '
@@ -89,7 +89,10 @@ def test_token_validates_against_the_published_keys_only(mi):
     assert (claims["appid"], claims["oid"], claims["sub"], claims["tid"]) == (
         system.client_id, system.object_id, system.object_id, ids(mi).tenant_id)
     assert (claims["ver"], claims["idtyp"], claims["appidacr"]) == ("1.0", "app", "2")
-    assert claims["xms_mirid"] == mi.vm.instance["compute"]["resourceId"]
+    # real tokens (2023 capture) name the VM twice and spell resourcegroups in lower case
+    vm_id = mi.vm.instance["compute"]["resourceId"].replace("/resourceGroups/", "/resourcegroups/")
+    assert "/resourcegroups/" in vm_id and claims["xms_mirid"] == claims["xms_az_rid"] == vm_id
+    assert claims["xms_cae"] == "1"
     assert claims["exp"] - claims["nbf"] == 86700 and claims["iat"] == claims["nbf"]
     assert (str(claims["nbf"]), str(claims["exp"])) == (body["not_before"], body["expires_on"])
     # a token made with another key, even under the same kid, does not validate
@@ -130,8 +133,8 @@ def test_each_selector_picks_the_user_assigned_identity(mi, selector):
     body = token(mi, f"&{selector}={value}").json()
     assert body["client_id"] == uami.client_id
     claims = validate(mi, body["access_token"])
-    assert (claims["appid"], claims["oid"], claims["xms_mirid"]) == (uami.client_id, uami.object_id,
-                                                                      uami.resource_id)
+    assert (claims["appid"], claims["oid"], claims["xms_mirid"]) == (
+        uami.client_id, uami.object_id, uami.resource_id.replace("/resourceGroups/", "/resourcegroups/"))
 
 
 def test_the_system_identity_answers_to_its_own_client_id(mi):
@@ -178,7 +181,8 @@ def test_missing_metadata_header_is_the_real_88_bytes(mi, headers):
 def test_missing_resource(mi, query):
     reply = fetch(mi.url, TOKEN + query)
     assert reply.status == 400
-    assert reply.body == b'{"error":"invalid_request","error_description":"Required audience parameter not specified"}'
+    assert reply.body == (b'{"error":"invalid_request","error_description":'
+                          b'"Required query variable \'resource\' is missing"}')
 
 
 @pytest.mark.parametrize("path", ["/metadata/identity", "/metadata/identity/", "/metadata/identity/oauth2",
@@ -300,7 +304,8 @@ def test_managed_identity_credential_with_client_id(sdk_env):
     with ManagedIdentityCredential(client_id=uami.client_id) as credential:
         access = credential.get_token("https://storage.azure.com/.default")
     claims = validate(sdk_env, access.token, audience="https://storage.azure.com")
-    assert (claims["appid"], claims["xms_mirid"]) == (uami.client_id, uami.resource_id)
+    assert (claims["appid"], claims["xms_mirid"]) == (uami.client_id,
+                                                      uami.resource_id.replace("/resourceGroups/", "/resourcegroups/"))
 
 
 def test_default_azure_credential_with_only_managed_identity(sdk_env):

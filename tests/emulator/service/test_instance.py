@@ -86,7 +86,7 @@ def test_only_get(shared_vm, method):
     assert reply.headers["allow"] == "GET"
 
 
-@pytest.mark.parametrize("path", ["/", "/metadata", "/metadata/", "/metadata/identity", "/metadata/nothing",
+@pytest.mark.parametrize("path", ["/", "/metadata?api-version=2021-02-01", "/metadata/identity", "/metadata/nothing",
                                   "/Metadata/instance", "/metadata/Instance?api-version=2021-02-01"])
 def test_unknown_paths_404(shared_vm, path):
     reply = fetch(shared_vm.url, path)
@@ -168,8 +168,12 @@ def test_bad_format_value(shared_vm):
 def test_loadbalancer(shared_vm):
     reply = fetch(shared_vm.url, "/metadata/loadbalancer?api-version=2020-10-01")
     assert reply.status == 200
-    assert_compact_sorted(reply.body)
     lb = reply.json()["loadbalancer"]
+    # compact, in the service's own order (not sorted): cloud-provider-azure #535
+    assert reply.body == json.dumps({"loadbalancer": lb}, separators=(",", ":")).encode()
+    assert list(lb) == ["publicIpAddresses", "inboundRules", "outboundRules"]
+    assert list(lb["inboundRules"][0]) == ["frontendIpAddress", "protocol", "frontendPort", "backendPort",
+                                           "privateIpAddress"]
     assert lb["inboundRules"][0]["frontendPort"] == 80 and lb["inboundRules"][0]["backendPort"] == 8080
     assert set(lb) == {"inboundRules", "outboundRules", "publicIpAddresses"}
     old = fetch(shared_vm.url, "/metadata/loadbalancer?api-version=2020-09-01")

@@ -52,7 +52,8 @@ def test_fifty_vms_each_read_their_own_metadata_and_token():
             assert nic == f"10.1.0.{4 + i}".encode()
             token = fetch(imds.url, TOKEN, source=source).json()
             claims = jwt.decode(token["access_token"], options={"verify_signature": False})
-            assert claims["xms_mirid"] == c["resourceId"]  # the token is this VM's, and no other's
+            # the token is this VM's, and no other's
+            assert claims["xms_mirid"] == c["resourceId"].replace("/resourceGroups/", "/resourcegroups/")
             seen_ids.add(c["vmId"])
             seen_oids.add(claims["oid"])
         assert len(seen_ids) == 50 and len(seen_oids) == 50

@@ -268,7 +268,7 @@ def test_values_the_answers_cannot_hold_are_refused(servers, tmp_path):
     assert server.call("PUT", "/v1/metadata/compute/name", raw=b'"\\udfff"')[0] == 400
     assert server.call("POST", "/v1/events", {"type": "Reboot", "notice": 1e308})[0] == 400
     assert server.call("POST", "/v1/events", raw=b'{"type": "Reboot", "description": "\\ud800"}')[0] == 400
-    for path in (ATTESTED, TAGS, SE, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=x"):
+    for path in (ATTESTED, TAGS, SE, "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://vault.azure.net"):
         assert fetch(server.url, path).status == 200, path
     status, _ = server.call("POST", "/v1/clock", {"advance": 253402214400 - 2e9})
     assert status in (200, 400) and fetch(server.url, ATTESTED).status == 200

@@ -182,7 +182,7 @@ OPTIONAL_FIELDS: frozenset[str] = frozenset({
 })
 
 #: The load balancer document (spec §9); introduced with the endpoint, 2020-10-01.
-LOADBALANCER_FIELDS: dict[str, str] = {
+LOADBALANCER_FIELDS: dict[str, str] = {  # in the service's own order (cloud-provider-azure #535, 2021)
     "publicIpAddresses/*/frontendIpAddress": "string",
     "publicIpAddresses/*/privateIpAddress": "string",
     "inboundRules/*/frontendIpAddress": "string",
@@ -194,6 +194,20 @@ LOADBALANCER_FIELDS: dict[str, str] = {
     "outboundRules/*/privateIpAddress": "string",
 }
 
+#: What a rule member a profile leaves out reads as ("" for other strings): ARM's transport protocol default.
+LOADBALANCER_DEFAULTS: dict[str, str] = {"protocol": "Tcp"}
+
+#: A rule's protocol as the service spells it (ARM's TransportProtocol: ``"Tcp"`` in the 2021 capture, where the
+#: docs' sample has ``tcp``); a profile may write any case.
+LOADBALANCER_PROTOCOLS = ("Tcp", "Udp", "All")
+
+
+def lb_protocol(value: str) -> str:
+    """A load balancer rule's protocol in the service's spelling; ValueError for anything else."""
+    for name in LOADBALANCER_PROTOCOLS:
+        if value.lower() == name.lower():
+            return name
+    raise ValueError(f"a protocol is one of {', '.join(LOADBALANCER_PROTOCOLS)}, not {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from the resource id, disk names from the VM name), so the same profile gives th
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from copy import deepcopy
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from ...azure import format_tags, split_tags, tags_list
 from . import catalog
 
-__all__ = ["complete", "stable_hex", "stable_uuid"]
+__all__ = ["TEMP_DISK_GIB", "complete", "stable_hex", "stable_uuid", "temp_disk_size"]
 
 _DEFAULT_SUBSCRIPTION = "8d10da13-8125-4ba9-a717-bf7490507b3d"
 _AZURE_OUI = "000D3A"  # Microsoft's MAC prefix, as on every Azure NIC
@@ -58,7 +59,7 @@ def _complete_compute(c: dict[str, Any]) -> None:
     c.setdefault("vmSize", "Standard_D2s_v3")
     c.setdefault("platformFaultDomain", "0")
     c.setdefault("platformUpdateDomain", "0")
-    c.setdefault("priority", "Regular")
+    c.setdefault("priority", "")  # non-Spot VMs answer "" (every capture since 2022)
     c.setdefault("isHostCompatibilityLayerVm", "false")
     c.setdefault("additionalCapabilities", {}).setdefault("hibernationEnabled", "false")
     security = c.setdefault("securityProfile", {})
@@ -112,7 +113,45 @@ def _complete_storage(storage: dict[str, Any], c: dict[str, Any], rg_path: str, 
         data_managed = disk.setdefault("managedDisk", {})
         data_managed.setdefault("id", f"{disk_path}/{disk['name']}")
         data_managed.setdefault("storageAccountType", "Premium_LRS")
-    storage.setdefault("resourceDisk", {}).setdefault("size", "16384")
+    storage.setdefault("resourceDisk", {}).setdefault("size", temp_disk_size(c["vmSize"]))
+
+
+#: Temporary disk of each VM size, GiB (Microsoft's size pages). ``resourceDisk.size`` is this in MiB, as a string:
+#: the docs say kB, but real VMs answer MiB (Standard_DS2_v2 "14336", Standard_D8s_v3 "65536"). Real B-series VMs
+#: answered 30 GiB more than their pages say (B1s "34816", B4ms "63488"); the pages' figures are used here, and
+#: a profile that wants the real quirk gives ``resourceDisk.size`` itself.
+TEMP_DISK_GIB: dict[str, int] = {
+    **{f"Standard_B{n}": g for n, g in (("1ls", 4), ("1s", 4), ("1ms", 4), ("2s", 8), ("2ms", 16), ("4ms", 32),
+                                       ("8ms", 64), ("12ms", 96), ("16ms", 128), ("20ms", 160))},
+    **{f"Standard_DS{n}_v2": g for n, g in ((1, 7), (2, 14), (3, 28), (4, 56), (5, 112))},
+    **{f"Standard_D{n}_v2": g for n, g in ((1, 50), (2, 100), (3, 200), (4, 400), (5, 800))},
+    **{f"Standard_D{n}s_v3": n * 8 for n in (2, 4, 8, 16, 32, 48, 64)},
+    **{f"Standard_D{n}_v3": n * 25 for n in (2, 4, 8, 16, 32, 48, 64)},
+    **{f"Standard_D{n}{f}_v4": n * 75 // 2 for n in (2, 4, 8, 16, 32, 48, 64) for f in ("d", "ds")},
+    **{f"Standard_D{n}{f}_v5": n * 75 // 2 for n in (2, 4, 8, 16, 32, 48, 64, 96) for f in ("d", "ds", "ads")},
+    **{f"Standard_E{n}s_v3": g for n, g in ((2, 32), (4, 64), (8, 128), (16, 256), (20, 320), (32, 512),
+                                            (48, 768), (64, 864))},
+    **{f"Standard_E{n}_v3": n * 25 for n in (2, 4, 8, 16, 20, 32, 48, 64)},
+    **{f"Standard_E{n}{f}_v5": n * 75 // 2 for n in (2, 4, 8, 16, 20, 32, 48, 64, 96) for f in ("d", "ds", "ads")},
+    **{f"Standard_F{n}s_v2": n * 8 for n in (2, 4, 8, 16, 32, 48, 64, 72)},
+    **{f"Standard_A{n}_v2": n * 10 for n in (1, 2, 4, 8)},
+}
+
+
+def temp_disk_size(vm_size: str) -> str:
+    """``resourceDisk.size`` for a VM size: its temporary disk in MiB; "0" for the sizes without one (v4 and
+    later without a ``d`` among the letters after the vCPU count: Dsv5, Dasv5, Esv5…); "" for a size the table
+    does not know (the docs: inapplicable values are served as "")."""
+    key = next((name for name in TEMP_DISK_GIB if name.lower() == vm_size.lower()), None)
+    if key is not None:
+        return str(TEMP_DISK_GIB[key] * 1024)
+    shape = _SIZE_NAME.match(vm_size.lower())
+    if shape is not None and int(shape.group(2)) >= 4 and "d" not in shape.group(1):
+        return "0"
+    return ""
+
+
+_SIZE_NAME = re.compile(r"^standard_[a-z]+\d+(?:-\d+)?([a-z]*)_v(\d+)$")  # family, vCPUs, letters, generation
 
 
 def _default_nic() -> dict[str, Any]:

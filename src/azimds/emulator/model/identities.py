@@ -8,14 +8,19 @@ and served in lower case.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .audiences import Audiences
 from .defaults import stable_uuid
 from .values import parse_flag
 
-__all__ = ["Identities", "Identity", "derive", "guid", "identity_name", "no_identities", "switch",
-           "uami_resource_id"]
+__all__ = ["DEFAULT_TENANT_NAME", "Identities", "Identity", "derive", "guid", "identity_name", "no_identities",
+           "switch", "uami_resource_id"]
+
+
+#: The display name of a tenant a profile does not name: what Azure calls the directory a subscription makes.
+DEFAULT_TENANT_NAME = "Default Directory"
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,14 @@ class Identity:
 
 @dataclass(frozen=True)
 class Identities:
-    """The VM's managed identities (possibly none) and the tenant they live in."""
+    """The VM's managed identities (possibly none), the tenant they live in, and the resources that tenant
+    can issue tokens for."""
 
     tenant_id: str
     system: Identity | None = None
     user: tuple[Identity, ...] = ()
+    tenant_name: str = DEFAULT_TENANT_NAME
+    audiences: Audiences = field(default_factory=lambda: Audiences("AzurePublicCloud"), compare=False)
 
     @property
     def all(self) -> tuple[Identity, ...]:
@@ -87,6 +95,9 @@ def derive(section: dict[str, Any] | None, compute: dict[str, Any],
 
         identity:
           tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47   # default: derived from the subscription
+          tenantName: Contoso           # its display name, in AADSTS500011 errors (default: Default Directory)
+          resources:                    # resources beyond Azure's own that tokens may be asked for
+            - api://my-app              # ("*": any resource at all)
           systemAssigned: true          # or false (the default), or a mapping:
           #   {enabled: true, clientId: GUID, objectId: GUID}   (principalId is objectId's ARM name)
           userAssigned:                 # any number; each names itself by resourceId or by name
@@ -128,7 +139,8 @@ def derive(section: dict[str, Any] | None, compute: dict[str, Any],
         object_id = _principal(raw, where, problems) or stable_uuid(seed + "/objectId")
         users.append(Identity("user", raw.get("clientId") or stable_uuid(seed + "/clientId"), object_id, resource_id))
     _unique(system, users, problems)
-    return Identities(tenant, system, tuple(users))
+    audiences = Audiences(str(compute.get("azEnvironment", "")), section.get("resources") or ())
+    return Identities(tenant, system, tuple(users), section.get("tenantName") or DEFAULT_TENANT_NAME, audiences)
 
 
 def no_identities(compute: dict[str, Any]) -> Identities:

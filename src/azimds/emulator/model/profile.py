@@ -30,7 +30,8 @@ from .fleet import FleetSpec, explicit_tree, inherited_tags, member_tree, parse_
 from .identities import Identities
 from .values import Flag, Whole, imds_string, nesting_depth, validate
 
-__all__ = ["Profile", "VmModel", "from_tree", "load", "load_default", "load_scenarios", "parse", "vm_model"]
+__all__ = ["Profile", "VmModel", "from_tree", "load", "load_default", "load_scenarios", "parse", "public_ip_problems",
+           "vm_model"]
 
 DEFAULT_SOURCE = "<embedded default>"
 
@@ -250,12 +251,31 @@ def from_tree(data: Any, source: str) -> Profile:
 def vm_model(tree: dict[str, Any], identity_section: dict[str, Any] | None, source: str,
              loadbalancer: dict[str, Any] | None = None, where: str = "") -> VmModel:
     """A validated tree completed with defaults, and the identities it has. Raises ProfileError."""
-    problems: list[tuple[str, str]] = []
+    problems = public_ip_problems(tree, loadbalancer)
     instance = complete(tree, problems)
     found = identities.derive(identity_section, instance["compute"], problems)
     if problems:
         raise ProfileError(source, [(f"{where}.{p}" if where and p else where or p, what) for p, what in problems])
     return VmModel(instance, loadbalancer, found)
+
+
+def public_ip_problems(tree: dict[str, Any], loadbalancer: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A VM in a Standard load balancer's backend pool answers "" for its NICs' publicIpAddress (every public IP
+    is Standard since Basic's retirement on 2025-09-30; docs and captures: the address is only in
+    /metadata/loadbalancer). A profile giving both says two things at once: it is refused, naming the fix."""
+    if loadbalancer is None:
+        return []
+    problems = []
+    network = tree.get("network") or {}
+    for n, nic in enumerate(network.get("interface") or []):
+        for family in ("ipv4", "ipv6"):
+            for i, address in enumerate((nic.get(family) or {}).get("ipAddress") or []):
+                if address.get("publicIpAddress"):
+                    problems.append((f"network.interface[{n}].{family}.ipAddress[{i}].publicIpAddress",
+                                     "a VM behind a Standard load balancer answers \"\" here: put the address in "
+                                     "loadbalancer.publicIpAddresses, or drop the loadbalancer section for an "
+                                     "instance-level public IP"))
+    return problems
 
 
 def _check_fleet(profile: Profile) -> None:
@@ -333,6 +353,8 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
         return typed_dict(name, members)
 
     def lb_leaf(node: catalog.Node) -> Any:
+        if node.path.endswith("/protocol"):
+            return Annotated[str, BeforeValidator(imds_string), AfterValidator(catalog.lb_protocol)]
         integer = catalog.LOADBALANCER_FIELDS[node.path] == "integer"
         return Annotated[Whole, Field(ge=0, le=65535)] if integer else string
 
@@ -349,6 +371,8 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
     })
     identity = typed_dict("IdentitySection", {
         "tenantId": guid,
+        "tenantName": Annotated[str, BeforeValidator(imds_string), Field(min_length=1, max_length=256)],
+        "resources": list_of[Annotated[str, BeforeValidator(imds_string), Field(min_length=1, max_length=2048)]],
         "systemAssigned": Annotated[system, BeforeValidator(identities.switch)],
         "userAssigned": list_of[user],
     })

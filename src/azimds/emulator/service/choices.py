@@ -47,9 +47,26 @@ ATTESTED_NONCE_PATTERN = r"[A-Za-z0-9]{1,32}"
 ATTESTED_UNKNOWN_CLOUD = "AzurePublicCloud"
 
 
+def events_etag(incarnation: int) -> str:
+    """The ``ETag`` of a scheduled-events document: its DocumentIncarnation, quoted (no capture shows the header)."""
+    return f'"{incarnation}"'
+
+
+def etag_matches(if_none_match: str, tag: str) -> bool:
+    """Whether an ``If-None-Match`` names ``tag``: quoted or not (Microsoft's sample echoes whatever it got and
+    starts with a bare ``0``), weak or strong, one of a list, or ``*``."""
+    bare = tag.strip('"')
+    for item in if_none_match.split(","):
+        item = item.strip().removeprefix("W/").strip('"')
+        if item == bare or item == "*":
+            return True
+    return False
+
+
 class Choice(NamedTuple):
     topic: str
     decision: str
+    evidence: str = "none public"  # what the decision rests on, or what it had to do without
 
 
 CHOICES: tuple[Choice, ...] = (
@@ -75,7 +92,21 @@ CHOICES: tuple[Choice, ...] = (
            "is unknown (instance answers from 2017-04-02, as the docs' endpoint table says)"),
     Choice("/metadata/versions",
            "needs the Metadata header; lists every instance version the emulator accepts, oldest first"),
-    Choice("Load balancer document", "keys sorted; ports as JSON numbers, as in the docs sample"),
+    Choice("Load balancer document",
+           "keys in the service's order (publicIpAddresses, inboundRules, outboundRules; a rule's frontendIpAddress, "
+           "protocol, frontendPort, backendPort, privateIpAddress); `protocol` `Tcp`/`Udp`/`All`; ports as numbers",
+           "cloud-provider-azure #535 (real output through jq, 2021); the docs' sample writes `tcp`"),
+    Choice("Load balancer errors",
+           "`{\"error\":\"…\"}` with the load balancer troubleshooting doc's 2023 wording: 404 `API is not found: "
+           "Path = \"<path>\", Method = \"GET\"` below /metadata/loadbalancer, 405 `Http method is not allowed: …` "
+           "(with `Allow: GET`), 400 `Parameter value is not allowed, or parameter value \"<v>\" is not allowed for "
+           "parameter \"format\". Please fix the request and retry.`; Path is the path as sent, without the query; "
+           "a missing or unknown api-version gets the common 400 (the IMDS front door checks it first)",
+           "troubleshoot-load-balancer-imds.md (2023 revision; the real 2023 404 shares its \"Please\" style)"),
+    Choice("/metadata (the root)",
+           "without a valid api-version the common 400 with the newest versions; with one, 404 "
+           "`{\"error\":\"Not Found\"}`; `/metadata/` the same",
+           "a real VM in 2025 (azure-compute-docs PR #289) for the 400; nothing public for the rest"),
     Choice("Non-ASCII values", "written as UTF-8, not escaped"),
     Choice("Case", "path keys and parameter names are case-sensitive; the Metadata header's value is not"),
     Choice("extended=true",
@@ -100,16 +131,46 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Event types newer than the api-version",
            "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
     Choice("Scheduled events Metadata header", "required at every events version, 2017-03-01 included"),
+    Choice("Scheduled events ETag",
+           "GET answers `ETag: \"<DocumentIncarnation>\"`; `If-None-Match` naming it (quoted or not, weak, in a list, "
+           "or `*`) answers 304 with no body; POST ignores it",
+           "Microsoft's sample client sends If-None-Match and handles 304, and its log against a real VM shows no "
+           "answer between changes (Azure/vm-scheduled-events); the header's form was never captured"),
+    Choice("`resourceDisk.size`",
+           "the VM size's temporary disk in MiB, as a string; `\"0\"` for sizes without one (v4 and later without "
+           "`d`); `\"\"` for a size azimds does not know; a profile's own value wins",
+           "real DS2_v2 `\"14336\"` and D8s_v3 `\"65536\"` (the docs' \"kB\" is wrong); the size pages"),
+    Choice("`priority`", "`\"\"` for a regular VM; `Spot` or `Low` only when the profile says",
+           "every capture since 2022 (one 2021 capture says `Regular`)"),
+    Choice("Public IP of a VM behind a Standard load balancer",
+           "`\"\"` on the NIC; the address only in /metadata/loadbalancer; a profile or change giving both is refused",
+           "azure-docs #58263, microsoft/azureimds #25, cloud-provider-azure #535 (real); the IMDS article's "
+           "Sample 7 note"),
     Choice("Profile without an `identity` section",
            "the VM has no managed identity (token requests get \"Identity not found\"); the tenant is derived from"
            " the subscription"),
     Choice("Token request without `resource`",
-           "400 `{\"error\":\"invalid_request\",\"error_description\":\"Required audience parameter not specified\"}`"),
+           "400 `{\"error\":\"invalid_request\",\"error_description\":\"Required query variable 'resource' is "
+           "missing\"}`; an empty `resource=` counts as none",
+           "aad-pod-identity PR #450, written to copy IMDS's answer"),
     Choice("Token request with two identity selectors",
            "400 `{\"error\":\"invalid_request\",\"error_description\":\"Only one of client_id, object_id, msi_res_id "
            "and mi_res_id may be specified\"}`; an empty selector counts as not given"),
     Choice("Selecting the system-assigned identity", "by no selector, or by its own client_id or object_id"),
-    Choice("Token request's `resource`", "any non-empty value is accepted and becomes `aud` verbatim"),
+    Choice("Token request's `resource`",
+           "Azure's well-known audiences of the VM's cloud (and per-account hosts such as `https://<account>."
+           "documents.azure.com`), the AKS and Azure DevOps application ids, and the profile's `identity.resources` "
+           "(`*`: any) are accepted, in any case, with or without one trailing slash or `/.default`, and echoed "
+           "as asked in `resource` and `aud`; any other is 400 `invalid_resource` AADSTS500011 naming the "
+           "resource and the tenant's display name (`identity.tenantName`, default `Default Directory`), with "
+           "fresh Trace and Correlation IDs and the emulated time; Entra's other keys (`error_codes`, "
+           "`trace_id`…) are not passed on",
+           "MSAL.NET #3979 (a real IMDS body, cut after its first sentence); Entra's bodies for the rest; the "
+           "managed-identity services table and SDK scopes for the audiences"),
+    Choice("Token claims",
+           "as Entra's v1 app tokens, with `xms_az_rid` (the VM) and `xms_cae` `\"1\"`; resource ids in claims spell "
+           "`resourcegroups` in lower case",
+           "a real token decoded (SANS Holiday Hack 2023)"),
     Choice("Identity limits",
            "20 requests/s and 5 in flight per source address on `/metadata/identity/*`, apart from the 5/s of "
            "other paths; 429 `{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}` with "
@@ -140,7 +201,8 @@ CHOICES: tuple[Choice, ...] = (
 
 def markdown_table() -> str:
     """The README's table of choices (``python -m azimds.choices`` prints it)."""
-    rows = ["| Topic | What azimds does |", "|---|---|"] + [f"| {c.topic} | {c.decision} |" for c in CHOICES]
+    rows = ["| Topic | What azimds does | Evidence |", "|---|---|---|"] + [
+        f"| {c.topic} | {c.decision} | {c.evidence} |" for c in CHOICES]
     return "\n".join(rows)
 
 

@@ -11,7 +11,7 @@ from typing import Union
 JSON = "application/json; charset=utf-8"
 
 REASONS: dict[int, str] = {
-    200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+    200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     409: "Conflict", 410: "Gone", 413: "Content Too Large", 414: "URI Too Long",
     415: "Unsupported Media Type", 422: "Unprocessable Content", 429: "Too Many Requests",
@@ -59,8 +59,9 @@ class Response:
         """Status line and the headers that never change for this response (all but Date), cached."""
         head = self._head
         if head is None:
-            lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}",
-                     f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}"]
+            lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}"]
+            if self.status not in (204, 304):  # answers that never have a body say nothing of one
+                lines += [f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}"]
             lines.extend(f"{name}: {value}" for name, value in self.headers)
             head = self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         return head

@@ -28,6 +28,7 @@ from .endpoints.events import EventsEndpoint
 from .endpoints.identity import IdentityEndpoint
 from .endpoints.instance import InstanceEndpoint
 from .endpoints.loadbalancer import LoadBalancerEndpoint
+from .endpoints.root import RootEndpoint
 from .endpoints.versions import VersionsEndpoint
 from .http import Request, Response
 from .limits import RateLimiter
@@ -73,8 +74,8 @@ class MetadataService:
         self.identity = IdentityEndpoint(newest, pki=pki, clock=world.now, public_url=public_url)
         self.attested = AttestedEndpoint(newest, pki=pki, clock=world.now, public_url=public_url)
         self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
-            InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest), EventsEndpoint(),
-            self.identity, self.attested,
+            RootEndpoint(newest), InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
+            EventsEndpoint(), self.identity, self.attested,
         )}
         self._too_many: dict[tuple[bool, int], Response] = {}
         self._faults: dict[FaultRule, Response | None] = {}
@@ -180,7 +181,7 @@ class MetadataService:
                 return self._throttled(wait, limiter)
         if endpoint is not None:
             if request.method not in endpoint.methods:
-                return endpoint.not_allowed
+                return endpoint.refuse_method(request)
             headers = request.headers
             if b"x-forwarded-for" in headers:
                 return responses.FORWARDED
@@ -208,6 +209,8 @@ class MetadataService:
         if choices.TRAILING_SLASH_IGNORED and len(path) > 1 and path.endswith("/"):
             path = path[:-1]
         parts = path.split("/")
+        if len(parts) == 2:
+            parts.append("")  # /metadata itself: the root endpoint
         if len(parts) < 3 or parts[0] != "" or parts[1] != "metadata" or parts[2] not in self.endpoints:
             for publisher in (self.identity, self.attested):
                 published = publisher.public(vm, path)

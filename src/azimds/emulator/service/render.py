@@ -62,9 +62,10 @@ def is_leaf(value: Any) -> bool:
     return not isinstance(value, (dict, list))
 
 
-def to_json(value: Any) -> bytes:
-    """Compact JSON, keys sorted at every level, UTF-8, no trailing newline."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=JSON_ENSURE_ASCII).encode("utf-8")
+def to_json(value: Any, *, sort_keys: bool = True) -> bytes:
+    """Compact JSON, keys sorted at every level (unless told to keep their order), UTF-8, no trailing newline."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys,
+                      ensure_ascii=JSON_ENSURE_ASCII).encode("utf-8")
 
 
 def to_text(value: Any) -> bytes:

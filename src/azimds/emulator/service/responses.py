@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 
 from ...azure import API_VERSION_ERROR, NO_LOADBALANCER
-from .http import REASONS, Response
+from .http import REASONS, Request, Response
 
 __all__ = [
     "APPROVED", "ATTESTED_BAD_NONCE", "BAD_PARAMETER", "DUPLICATE_QUERY", "EVENTS_MALFORMED", "EVENTS_WRONG_FAMILY",
     "FORWARDED", "IDENTITY_MISSING_HEADER", "IDENTITY_MULTIPLE", "IDENTITY_NOT_FOUND", "IDENTITY_NO_RESOURCE",
     "IDENTITY_SELECTOR_CONFLICT", "INSTANCE_NOT_FOUND", "LEAF_NEEDS_TEXT", "MISSING_HEADER", "NO_LOADBALANCER_404",
-    "NO_SUCH_VM", "UNKNOWN_PATH", "api_version_error", "events_unknown_id", "fault", "method_not_allowed",
-    "too_many_requests",
+    "NO_SUCH_VM", "ROOT_WITH_VERSION", "UNKNOWN_PATH", "api_version_error", "events_unknown_id", "fault",
+    "invalid_resource", "loadbalancer_bad_value", "loadbalancer_error", "method_not_allowed", "too_many_requests",
 ]
 
 # -- request rules -----------------------------------------------------------------------------------------
@@ -37,6 +37,9 @@ BAD_PARAMETER = Response(400, b'{ "error": "Bad request" }')
 
 #: REAL: a path under /metadata/ that names no endpoint (the real body for /metadata/identity).
 UNKNOWN_PATH = Response(404, b'{"error":"Not Found"}')
+
+#: CHOSEN: /metadata with a valid api-version (without one it answers the real 400 with the newest versions).
+ROOT_WITH_VERSION = UNKNOWN_PATH
 
 #: CHOSEN: a fleet in strict mode, asked from an address no VM owns.
 NO_SUCH_VM = Response(403, b'{ "error": "Forbidden: no VM has this source address" }')
@@ -82,6 +85,26 @@ LEAF_NEEDS_TEXT = Response(400, b'{ "error": "Bad request" }')
 #: REAL: the VM is behind no Standard load balancer (2023 capture).
 NO_LOADBALANCER_404 = Response(404, json.dumps({"error": NO_LOADBALANCER}, separators=(",", ":")).encode())
 
+def loadbalancer_error(status: int, request: Request) -> Response:
+    """REAL wording (load balancer troubleshooting doc, 2023 revision, whose "Please"/"non-basic" style the one
+    captured body shares): an unknown path below /metadata/loadbalancer (404) or another method (405), as
+    ``{"error":"…"}`` like the captured 404. CHOSEN: Path is the path as sent, without the query."""
+    path = request.url.partition(b"?")[0].decode("latin-1")
+    what = "API is not found" if status == 404 else "Http method is not allowed"
+    message = f'{what}: Path = "{path}", Method = "{request.method}"'
+    headers = (("Allow", "GET"),) if status == 405 else ()
+    return Response(status, json.dumps({"error": message}, separators=(",", ":"), ensure_ascii=False).encode(),
+                    headers=headers)
+
+
+def loadbalancer_bad_value(name: str, value: str) -> Response:
+    """REAL wording (as ``loadbalancer_error``): a parameter value the load balancer API does not take. The doc
+    writes ``for parameter "ParameterName"`` literally; CHOSEN: the parameter's name is filled in."""
+    message = (f'Parameter value is not allowed, or parameter value "{value}" is not allowed for parameter '
+               f'"{name}". Please fix the request and retry.')
+    return Response(400, json.dumps({"error": message}, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 # -- scheduled events --------------------------------------------------------------------------------------
 
 #: REAL: a version of another family (a real VM, api-version=2021-12-13).
@@ -110,10 +133,27 @@ IDENTITY_MULTIPLE = Response(400, b'{"error":"invalid_request","error_descriptio
                                   b'identities exist, please specify the clientId / resourceId of the identity in '
                                   b'the token request"}')
 
-#: CHOSEN: a token request without ``resource`` (or with it empty): the identity family's error form; the text
-#: is the one Azure's App Service-style endpoints use (spec §7.3: not captured from IMDS).
+#: REAL (aad-pod-identity PR #450, written to mimic IMDS's answer): a token request without ``resource``; an
+#: empty ``resource=`` is taken as none (CHOSEN).
 IDENTITY_NO_RESOURCE = Response(400, b'{"error":"invalid_request","error_description":'
-                                     b'"Required audience parameter not specified"}')
+                                     b'"Required query variable \'resource\' is missing"}')
+
+
+def invalid_resource(resource: str, tenant_name: str, when: float) -> Response:
+    """REAL (MSAL.NET #3979, 2023; Entra's own bodies for the line breaks): a token for a resource the tenant
+    has no principal for. Trace and correlation ids are fresh GUIDs; the time is the emulated clock's.
+    CHOSEN: Entra's other keys (error_codes, timestamp, trace_id, …) are not passed on."""
+    import time
+    import uuid
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(when))
+    description = (f"AADSTS500011: The resource principal named {resource} was not found in the tenant named "
+                   f"{tenant_name}. This can happen if the application has not been installed by the administrator "
+                   "of the tenant or consented to by any user in the tenant. You might have sent your authentication "
+                   f"request to the wrong tenant.\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}"
+                   f"\r\nTimestamp: {stamp}")
+    return Response(400, json.dumps({"error": "invalid_resource", "error_description": description},
+                                    separators=(",", ":"), ensure_ascii=False).encode())
 
 #: CHOSEN: a token request naming more than one of client_id, object_id, msi_res_id, mi_res_id.
 IDENTITY_SELECTOR_CONFLICT = Response(400, b'{"error":"invalid_request","error_description":"Only one of '

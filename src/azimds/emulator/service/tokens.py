@@ -5,14 +5,16 @@ service under test validate them.
 Claims (spec §7.1): ``aud`` (the resource as requested), ``iss`` and ``idp``
 (``https://sts.windows.net/<tenant>/``), ``iat``/``nbf``/``exp``, ``aio``, ``appid`` (the identity's client
 id), ``appidacr`` "2", ``idtyp`` "app", ``oid`` and ``sub`` (its object id), ``rh``, ``tid``, ``uti``,
-``ver`` "1.0", ``xms_mirid`` (the identity's resource id; the VM's for the system-assigned identity) and
-``xms_tcdt``. The header carries ``kid`` and ``x5t``, both the signing certificate's SHA-1 thumbprint, as
-Entra ID's do. PyJWT is imported when the first token is made.
+``ver`` "1.0", ``xms_az_rid`` (the VM's resource id), ``xms_cae`` "1", ``xms_mirid`` (the identity's resource
+id; the VM's for the system-assigned identity) and ``xms_tcdt``; both resource ids spell ``resourcegroups`` in
+lower case, as real tokens do (2023 capture). The header carries ``kid`` and ``x5t``, both the signing
+certificate's SHA-1 thumbprint, as Entra ID's do. PyJWT is imported when the first token is made.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +62,7 @@ class TokenIssuer:
             self._signing = (key, {"typ": "JWT", "alg": "RS256", "x5t": x5t, "kid": x5t})
         return self._signing
 
-    def issue(self, identity: Identity, tenant: str, resource: str, now: float) -> Token:
+    def issue(self, identity: Identity, tenant: str, resource: str, now: float, vm_id: str) -> Token:
         import jwt
 
         key, header = self._key()
@@ -72,7 +74,8 @@ class TokenIssuer:
             "aud": resource, "iss": iss, "iat": not_before, "nbf": not_before, "exp": expires,
             "aio": _opaque(42), "appid": identity.client_id, "appidacr": "2", "idp": iss, "idtyp": "app",
             "oid": identity.object_id, "rh": f"0.{_opaque(64)}.", "sub": identity.object_id, "tid": tenant,
-            "uti": _opaque(16), "ver": "1.0", "xms_mirid": identity.resource_id, "xms_tcdt": _tenant_created(tenant),
+            "uti": _opaque(16), "ver": "1.0", "xms_az_rid": _token_form(vm_id), "xms_cae": "1",
+            "xms_mirid": _token_form(identity.resource_id), "xms_tcdt": _tenant_created(tenant),
         }
         token = jwt.encode(claims, key, algorithm="RS256", headers=header)
         return Token(token, identity.client_id, resource, not_before, expires)
@@ -110,6 +113,14 @@ def discovery(tenant: str, base_url: str, jwks_path: str) -> dict[str, Any]:
         "token_endpoint": f"{login}/oauth2/token",
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
     }
+
+
+_GROUPS = re.compile("/resourcegroups/", re.IGNORECASE)
+
+
+def _token_form(resource_id: str) -> str:
+    """A resource id as tokens carry it: ``/resourcegroups/`` in lower case, the rest as it is."""
+    return _GROUPS.sub("/resourcegroups/", resource_id, count=1)
 
 
 def _opaque(nbytes: int) -> str:

@@ -32,7 +32,7 @@ from ..model.defaults import complete
 from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
 from ..model.faults import FaultRule
 from ..model.fleet import with_tags
-from ..model.profile import Profile, VmModel, validate_tree
+from ..model.profile import Profile, VmModel, public_ip_problems, validate_tree
 from ..service import render
 from .clock import LATEST, Clock, ClockState
 from .events import Event, EventBook, parse_saved
@@ -577,7 +577,7 @@ def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | No
     except ProfileError as exc:
         raise InvalidChange(_CONTROL, exc.problems) from None
     loadbalancer = validated.pop("loadbalancer", None)
-    problems: list[tuple[str, str]] = []
+    problems = public_ip_problems(validated, loadbalancer)
     instance = complete(validated, problems)
     if problems:
         raise InvalidChange(_CONTROL, problems)

@@ -35,6 +35,10 @@ class Endpoint:
         self.version_error = responses.api_version_error(self.versions.newest) if self.versions else None
         self.not_allowed = responses.method_not_allowed(", ".join(sorted(self.methods)))
 
+    def refuse_method(self, request: Request) -> Response:
+        """The answer to a method the endpoint does not take."""
+        return self.not_allowed
+
     def version_response(self, version: str | None) -> Response:
         """The answer to a missing or unaccepted api-version."""
         assert self.version_error is not None

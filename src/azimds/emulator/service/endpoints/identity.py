@@ -40,7 +40,7 @@ class IdentityEndpoint(Endpoint):
         self.issuer = TokenIssuer(pki)
         self.clock = clock
         self.public_url = public_url
-        self.tokens: dict[tuple[str, str], Token] = {}
+        self.tokens: dict[tuple[str, str, str], Token] = {}
 
     # -- /metadata/identity/... ------------------------------------------------------------------------------
     def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
@@ -56,25 +56,30 @@ class IdentityEndpoint(Endpoint):
         chosen = select(identities, selectors[0] if selectors else None)
         if isinstance(chosen, Response):
             return chosen
+        if not identities.audiences.known(resource):
+            tenant_name = identities.tenant_name
+            return lambda request: responses.invalid_resource(resource, tenant_name, self.clock())
         bypass = query.get("bypass_cache", "").lower() == choices.BYPASS_CACHE_VALUE
         tenant = identities.tenant_id
+        vm_id = str(vm.instance["compute"]["resourceId"])
 
         def answer(request: Request) -> Any:
             if self.issuer.ready:
-                return self.token(chosen, tenant, resource, bypass)
-            return _off_loop(self.token, chosen, tenant, resource, bypass)  # the first token reads or makes the key
+                return self.token(chosen, tenant, resource, bypass, vm_id)
+            # the first token reads or makes the key
+            return _off_loop(self.token, chosen, tenant, resource, bypass, vm_id)
 
         return answer
 
-    def token(self, identity: Identity, tenant: str, resource: str, bypass: bool) -> Response:
-        """The token answer: the cached token for (identity, resource) while it has time left, else a new one."""
+    def token(self, identity: Identity, tenant: str, resource: str, bypass: bool, vm_id: str) -> Response:
+        """The token answer: the cached token for (VM, identity, resource) while it has time left, else a new one."""
         now = self.clock()
-        key = (identity.object_id, resource)
+        key = (vm_id, identity.object_id, resource)
         token = self.tokens.get(key)
         if bypass or token is None or token.expires_on - now < choices.TOKEN_REFRESH_MARGIN:
             if len(self.tokens) >= _TOKEN_CACHE_LIMIT:
                 self.tokens.clear()
-            token = self.tokens[key] = self.issuer.issue(identity, tenant, resource, now)
+            token = self.tokens[key] = self.issuer.issue(identity, tenant, resource, now, vm_id)
         body = render.to_json({
             "access_token": token.access_token, "client_id": token.client_id,
             "expires_in": str(max(0, token.expires_on - int(now))), "expires_on": str(token.expires_on),
