@@ -203,11 +203,11 @@ def test_events_start_cancel_and_their_refusals(ctl: Ctl) -> None:
 def test_a_clock_replays_events(ctl: Ctl) -> None:
     start = ctl.ok("clock")
     assert start["mode"] == "manual"  # type: ignore[index]
-    ctl.ok("events", "schedule", "Freeze")  # 15 min notice, 5 s impact
+    ctl.ok("events", "schedule", "Freeze")  # 15 min notice, 5 s impact, Started for 5 minutes
     moved = ctl.ok("clock", "--advance", "900")
     assert moved["now"] == pytest.approx(start["now"] + 900)  # type: ignore[index]
     assert fetch(ctl.url, SE).json()["Events"][0]["EventStatus"] == "Started"
-    ctl.ok("clock", "--time", str(moved["now"] + 10))  # type: ignore[index]
+    ctl.ok("clock", "--time", str(moved["now"] + 300))  # type: ignore[index]
     assert fetch(ctl.url, SE).json() == {"DocumentIncarnation": 4, "Events": []}
     assert ctl.ok("clock", "--speed", "60")["mode"] == "scaled"  # type: ignore[index]
     assert ctl.fails(2, "clock", "--time", "2000-01-01") == "azimds: the clock only moves forward"

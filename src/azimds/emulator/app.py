@@ -86,7 +86,8 @@ class App:
             raise
         options = ServiceOptions(rate_limit=config.rate_limit, newest_version=config.newest_version,
                                  server_version=config.server_version, identity_rate_limit=config.identity_rate_limit,
-                                 identity_concurrency=config.identity_concurrency)
+                                 identity_concurrency=config.identity_concurrency,
+                                 events_first_call_delay=config.events_first_call_delay)
         self.service = MetadataService(self.world, options, pki)
         if config.log_format == "json":
             self.world.journal.log = _json_log

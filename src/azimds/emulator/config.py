@@ -83,6 +83,13 @@ def _count(value: Any) -> int:
     return number
 
 
+def _delay(value: Any) -> float:
+    number = _number(value)
+    if not 0 <= number <= 600:
+        raise ValueError(f"must be 0 (off) to 600 seconds, not {value!r}")
+    return number
+
+
 def _port(value: Any) -> int:
     number = _whole(value)
     if not 0 <= number <= 65535:
@@ -229,6 +236,9 @@ OPTIONS: tuple[Option, ...] = (
            "client's fallback)", "V", "newestVersion"),
     Option("server_version", _server_version, SERVER_VERSION, "the build in the Server header (IMDS/...)",
            "BUILD", "serverVersion"),
+    Option("events_first_call_delay", _delay, 0.0, "answer each VM's first scheduled-events request (and its first "
+           "after 24 h without one) SECONDS late, as Azure may take up to 120 while it enables the service",
+           "SECONDS", "eventsFirstCallDelay"),
     Option("fault", _faults, (), "inject a fault, e.g. '/metadata/instance*=status:410,first-seconds:70' "
            "(see README 'Faults'); added to the profile's", "PATTERN=SPEC", "faults", repeatable=True),
     Option("clock", _choice("real", "manual"), "real", "real time, or manual: time moves only when the "
@@ -276,6 +286,7 @@ class Config:
     identity_concurrency: int = 5
     newest_version: str | None = None
     server_version: str = SERVER_VERSION
+    events_first_call_delay: float = 0.0
     fault: tuple[Any, ...] = ()  # model.faults.FaultRule: the profile's, then the environment's and the flags'
     clock: str = "real"
     clock_speed: float = 1.0

@@ -24,9 +24,11 @@ def test_profile_scenarios_replay_on_a_manual_clock():
             fetch(imds.control_url, "/v1/clock", method="POST", metadata=False,
                   headers={"Authorization": f"Bearer {imds.token}"}, body=json.dumps({"advance": seconds}).encode())
 
-        advance(125)
+        advance(125)  # Started at 2 min; gone 5 minutes later, whatever its 5 s of impact
+        assert fetch(imds.url, SE).json()["Events"][0]["EventStatus"] == "Started"
+        advance(300)
         assert fetch(imds.url, SE).json() == {"DocumentIncarnation": 4, "Events": []}
-        advance(55 * 60)  # 57 min after start: the Reboot was published at 55 min
+        advance(50 * 60)  # 57 min after start: the Reboot was published at 55 min
         [reboot] = fetch(imds.url, SE).json()["Events"]
         assert (reboot["EventType"], reboot["EventSource"], reboot["EventStatus"]) == ("Reboot", "User", "Scheduled")
 

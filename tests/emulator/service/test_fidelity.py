@@ -265,3 +265,105 @@ def test_scheduled_events_send_an_etag_and_honour_if_none_match(emu_ctl):
     ctl("POST", "/v1/events", {"type": "Reboot"})
     changed = fetch(imds.url, SE, headers={"If-None-Match": tag})
     assert changed.status == 200 and changed.headers["etag"] != tag and changed.json()["Events"]
+
+
+# -- 8. scheduled-events timing ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("kind", "started_for"), [("Freeze", 300), ("Reboot", 600), ("Redeploy", 600)])
+def test_started_lasts_minutes_whatever_the_duration(emu_ctl, kind, started_for):
+    """DOC: "EventStatus:"Started" to Completed (event removed from Events array): 10 minutes"; CODE:
+    Azure-Samples/scheduled-events-mock-server, replaying captured flows, keeps a live-migration Freeze (its
+    DurationInSeconds 5) Started for 5 minutes, host maintenance and reboots for 10."""
+    imds, ctl = emu_ctl
+    ctl("POST", "/v1/events", {"type": kind, "durationInSeconds": 5, "started": True})
+    ctl("POST", "/v1/clock", {"advance": started_for - 1})
+    assert fetch(imds.url, SE).json()["Events"][0]["EventStatus"] == "Started"
+    ctl("POST", "/v1/clock", {"advance": 1})
+    assert fetch(imds.url, SE).json()["Events"] == []
+
+
+def test_a_users_reboot_has_no_description(emu_ctl):
+    """REAL: a VM's document for a user's reboot (Azure/vm-scheduled-events README, 2021): "Description": ""."""
+    imds, ctl = emu_ctl
+    ctl("POST", "/v1/events", {"type": "Reboot", "source": "User"})
+    [event] = fetch(imds.url, SE).json()["Events"]
+    assert (event["EventSource"], event["Description"], event["DurationInSeconds"]) == ("User", "", -1)
+
+
+def test_the_first_events_request_can_be_made_to_wait(tmp_path):
+    """DOC: "You should expect a delayed response in your first call of up to two minutes" and "Scheduled
+    Events is disabled for your service if it doesn't make a request to the endpoint for 24 hours". Off by
+    default; with eventsFirstCallDelay the first request of a VM, and its first after 24 h, waits."""
+    import time
+
+    text = "azimds:\n  eventsFirstCallDelay: 0.4\n"
+    with Emulator(profile=write(tmp_path, text), clock="manual") as imds:
+        timings = []
+        for advance in (0, 0, 86399, 86400):
+            control(imds, "POST", "/v1/clock", {"advance": advance})
+            began = time.monotonic()
+            assert fetch(imds.url, SE).status == 200
+            timings.append(time.monotonic() - began)
+    first, second, within_a_day, after_a_day = timings
+    assert first >= 0.4 and after_a_day >= 0.4
+    assert second < 0.4 and within_a_day < 0.4
+    with Emulator(clock="manual") as imds:  # the default: no wait
+        began = time.monotonic()
+        fetch(imds.url, SE)
+        assert time.monotonic() - began < 0.4
+
+
+def test_an_approved_terminate_waits_for_the_other_pending_deletes():
+    """DOC (terminate notifications, "Approve all pending deletes"): "If there's a pending delete on VM_1 that
+    isn't approved, and you've approved another terminate event on VM_2, then VM_2 isn't deleted until the
+    terminate event for VM_1 is approved, or its timeout has elapsed. Once you approve the terminate event for
+    VM_1, then both VM_1 and VM_2 are deleted." """
+    profile = {"fleet": {"scaleSets": [{"name": "web", "capacity": 3, "addresses": "127.1.0.0"}]}}
+    with Emulator(profile, clock="manual") as imds:
+        def terminate(vm):
+            return control(imds, "POST", f"/v1/events?vm={vm}", {"type": "Terminate", "resources": [vm]}).json()[
+                "eventId"]
+
+        def statuses():
+            doc = fetch(imds.url, SE, source="127.1.0.0").json()
+            return {e["Resources"][0]: e["EventStatus"] for e in doc["Events"]}
+
+        first, second = terminate("web_0"), terminate("web_1")
+        approve = json.dumps({"StartRequests": [{"EventId": second}]}).encode()
+        assert fetch(imds.url, SE, method="POST", body=approve, source="127.1.0.1").status == 200
+        assert statuses() == {"web_0": "Scheduled", "web_1": "Scheduled"}  # waits for web_0's delete
+        approve = json.dumps({"StartRequests": [{"EventId": first}]}).encode()
+        assert fetch(imds.url, SE, method="POST", body=approve, source="127.1.0.0").status == 200
+        assert statuses() == {"web_0": "Started", "web_1": "Started"}  # both go together
+
+
+def test_a_waiting_terminate_starts_when_the_blocking_one_times_out():
+    """The same doc: "… or its timeout has elapsed"."""
+    profile = {"fleet": {"scaleSets": [{"name": "web", "capacity": 2, "addresses": "127.1.0.0"}]}}
+    with Emulator(profile, clock="manual") as imds:
+        ids = [control(imds, "POST", f"/v1/events?vm={vm}", {"type": "Terminate", "resources": [vm],
+                                                              "notice": notice}).json()["eventId"]
+               for vm, notice in (("web_0", 600), ("web_1", 900))]
+        control(imds, "POST", f"/v1/events/{ids[1]}/approve?vm=web_1&by=web_1")
+        control(imds, "POST", "/v1/clock", {"advance": 599})
+        assert {e["EventStatus"] for e in fetch(imds.url, SE, source="127.1.0.0").json()["Events"]} == {"Scheduled"}
+        control(imds, "POST", "/v1/clock", {"advance": 1})  # web_0's NotBefore: it starts, and web_1's with it
+        assert {e["EventStatus"] for e in fetch(imds.url, SE, source="127.1.0.0").json()["Events"]} == {"Started"}
+
+
+def test_the_2017_03_01_preview_needs_no_metadata_header(shared_vm):
+    """DOC: the scheduled-events version table lists "Metadata header requirement enforced for all requests"
+    under 2017-08-01; 2017-03-01 was the preview before it."""
+    preview = fetch(shared_vm.url, "/metadata/scheduledevents?api-version=2017-03-01", metadata=False)
+    assert preview.status == 200 and "DocumentIncarnation" in preview.json()
+    later = fetch(shared_vm.url, "/metadata/scheduledevents?api-version=2017-08-01", metadata=False)
+    assert later.status == 400 and b"Required metadata header" in later.body
+
+
+def test_approving_for_a_vm_that_does_not_exist_is_an_error(emu_ctl):
+    """`azimds ctl events approve ID --by nobody` used to exit 0 and do nothing."""
+    imds, ctl = emu_ctl
+    event = ctl("POST", "/v1/events", {"type": "Reboot"}).json()["eventId"]
+    reply = ctl("POST", f"/v1/events/{event}/approve?by=nobody")
+    assert reply.status == 404 and "nobody" in reply.json()["error"]
+    assert fetch(imds.url, SE).json()["Events"][0]["EventStatus"] == "Scheduled"

@@ -39,6 +39,10 @@ BYPASS_CACHE_VALUE = "true"
 DISCOVERY_PATHS = ("/{tenant}/.well-known/openid-configuration", "/{tenant}/v2.0/.well-known/openid-configuration")
 JWKS_PATHS = ("/common/discovery/keys", "/discovery/keys", "/{tenant}/discovery/keys")
 
+#: Emulated seconds without a scheduled-events request after which the next one enables the service again (and
+#: waits ``--events-first-call-delay``, when set).
+EVENTS_IDLE_DISABLES = 24 * 3600
+
 #: ``nonce``: 1 to 32 ASCII letters and digits (Swagger's "up to 32 alphanumeric characters"); ``nonce=``
 #: empty is the same as no nonce; anything else is refused (``responses.ATTESTED_BAD_NONCE``).
 ATTESTED_NONCE_PATTERN = r"[A-Za-z0-9]{1,32}"
@@ -130,7 +134,15 @@ CHOICES: tuple[Choice, ...] = (
            "400 with the three newest events versions"),
     Choice("Event types newer than the api-version",
            "left out of the document (Preempt before 2017-11-01, Terminate before 2019-01-01)"),
-    Choice("Scheduled events Metadata header", "required at every events version, 2017-03-01 included"),
+    Choice("Scheduled events Metadata header", "required from 2017-08-01; not at the 2017-03-01 preview",
+           "the scheduled-events docs' version table lists \"Metadata header requirement enforced for all requests\" "
+           "under 2017-08-01"),
+    Choice("First scheduled-events request",
+           "answered at once; `--events-first-call-delay SECONDS` (profile `eventsFirstCallDelay`) delays each VM's "
+           "first request, and its first after 24 emulated hours without one, in real seconds; who asked last is "
+           "kept per process",
+           "the docs: \"expect a delayed response in your first call of up to two minutes\"; disabled after 24 h "
+           "without a request"),
     Choice("Scheduled events ETag",
            "GET answers `ETag: \"<DocumentIncarnation>\"`; `If-None-Match` naming it (quoted or not, weak, in a list, "
            "or `*`) answers 304 with no body; POST ignores it",

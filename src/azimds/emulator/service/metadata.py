@@ -51,6 +51,7 @@ class ServiceOptions:
     server_version: str = "150.870.65.1253"
     identity_rate_limit: float = 20.0  # /metadata/identity/*, requests per second; 0: off
     identity_concurrency: int = 5  # /metadata/identity/*, requests in flight; 0: off
+    events_first_call_delay: float = 0.0  # seconds a VM's first scheduled-events request waits; 0: off
 
 
 class MetadataService:
@@ -75,7 +76,7 @@ class MetadataService:
         self.attested = AttestedEndpoint(newest, pki=pki, clock=world.now, public_url=public_url)
         self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
             RootEndpoint(newest), InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
-            EventsEndpoint(), self.identity, self.attested,
+            EventsEndpoint(options.events_first_call_delay, world.now), self.identity, self.attested,
         )}
         self._too_many: dict[tuple[bool, int], Response] = {}
         self._faults: dict[FaultRule, Response | None] = {}
@@ -186,7 +187,7 @@ class MetadataService:
             if b"x-forwarded-for" in headers:
                 return responses.FORWARDED
             metadata = headers.get(b"metadata")
-            if metadata is None or metadata.lower() != b"true":
+            if (metadata is None or metadata.lower() != b"true") and endpoint.needs_header(request):
                 return endpoint.missing_header
         if outcome.__class__ is Response:
             return outcome

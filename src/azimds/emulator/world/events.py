@@ -1,9 +1,13 @@
 """Scheduled events: the maintenance a VM is told about, and the lifecycle Azure drives it through.
 
-An event is Scheduled (with at least the real minimum notice for its type), then Started when every VM it
-lists has approved it or its NotBefore has passed, then gone once its impact is over. Transitions are
-computed from the clock when the book is read, in time order, each one bumping DocumentIncarnation, so
-a manual clock moved by an hour replays the hour exactly and nothing needs a background timer.
+An event is Scheduled (with at least the real minimum notice for its type), then Started when it is approved
+(by any VM it lists, or all of them) or its NotBefore has passed, then gone once Azure is done with it: minutes
+after it started, whatever its DurationInSeconds (the docs: Started to Completed about 10 minutes; Microsoft's
+replayed captures: 5 minutes for a live-migration Freeze). An approved Terminate waits while another Terminate
+of the same scale set is pending unapproved, and starts with it (the terminate-notification docs' "approve all
+pending deletes"). Transitions are computed from the clock when the book is read, in time order, each one bumping
+DocumentIncarnation, so a manual clock moved by an hour replays the hour exactly and nothing needs a background
+timer.
 """
 
 from __future__ import annotations
@@ -30,15 +34,17 @@ __all__ = ["Event", "EventBook"]
 
 #: DurationInSeconds per type when not given: expected impact; -1 unknown (reboots, redeploys).
 DEFAULT_DURATION = {"Freeze": 5, "Reboot": -1, "Redeploy": -1, "Preempt": -1, "Terminate": -1}
-#: How long an event stays Started when its duration is unknown (-1) or 0 (median values Azure shows).
+#: How long an event stays Started, whatever its DurationInSeconds (SE-doc: "Started to Completed (event removed
+#: from Events array): 10 minutes"; Azure-Samples/scheduled-events-mock-server, replaying captured flows: 5
+#: minutes for a live-migration Freeze, 10 for host maintenance, reboots and redeploys).
 DEFAULT_ACTIVE = {"Freeze": 300, "Reboot": 600, "Redeploy": 600, "Preempt": 120, "Terminate": 600}
 
+#: Descriptions of platform events (the docs' examples). A user's own reboot or redeploy has none: a real VM's
+#: document (Azure/vm-scheduled-events README, 2021) shows ``"Description": ""`` for a User Reboot.
 _DESCRIPTIONS = {
     ("Freeze", "Platform"): "Virtual machine is being paused because of a memory-preserving Live Migration operation.",
     ("Reboot", "Platform"): "Host server is undergoing maintenance.",
-    ("Reboot", "User"): "Virtual machine is going to be restarted as requested by authorized user.",
     ("Redeploy", "Platform"): "Host server is undergoing maintenance.",
-    ("Redeploy", "User"): "Virtual machine is going to be redeployed as requested by authorized user.",
 }
 FAILURE_DESCRIPTION = "Host server is undergoing an emergency repair."
 
@@ -138,9 +144,11 @@ class EventBook:
             when = event.next_transition()
             if event.status == "Scheduled":
                 event.status, event.started = "Started", when
+                self.incarnation += 1
+                self._release_terminates(when)
             else:
                 del self.events[event.id]
-            self.incarnation += 1
+                self.incarnation += 1
             changed = True
         if changed:
             self._changed()
@@ -189,9 +197,7 @@ class EventBook:
         if not spec.started and not_before < now:
             raise InvalidChange("notBefore is in the past")
         duration = DEFAULT_DURATION[spec.type] if spec.duration is None else spec.duration
-        active = spec.active
-        if active is None:
-            active = float(duration) if duration > 0 else float(DEFAULT_ACTIVE[spec.type])
+        active = float(DEFAULT_ACTIVE[spec.type]) if spec.active is None else spec.active
         event_id = (spec.event_id or str(uuid.uuid4())).upper()
         if event_id in self.events:
             raise Conflict(f"event {event_id} exists already")
@@ -211,16 +217,33 @@ class EventBook:
         """Record an approval (``by=None``: on behalf of every listed VM). The event starts at once when
         its approval rule is met: any listed VM's approval, or (``approval="all"``) every listed VM's."""
         event = self._get(event_id)
+        if by is not None and by not in event.resources:
+            raise InvalidChange(f"{by} is not among the VMs event {event.id} lists: {', '.join(event.resources)}")
         if event.status == "Scheduled":
             approvers = set(event.approvals) | ({by} if by else set(event.resources))
             event.approvals = sorted(approvers)
-            enough = set(event.resources) <= approvers if event.approval == "all" \
-                else bool(approvers & set(event.resources))
-            if enough:
-                self._start(event)
+            if not _approved(event) or (event.type == "Terminate" and self._terminate_blocked()):
+                self._changed()  # recorded; it starts when its rule is met (or the blocking deletes are)
+            elif event.type == "Terminate":
+                self._release_terminates(self.clock())
             else:
-                self._changed()
+                self._start(event)
         return event
+
+    def _terminate_blocked(self) -> bool:
+        """Whether a Terminate of this set is pending without approval (approved ones then wait for it)."""
+        return any(e.type == "Terminate" and e.status == "Scheduled" and not _approved(e)
+                   for e in self.events.values())
+
+    def _release_terminates(self, when: float) -> None:
+        """Start every approved Terminate that waits, once no unapproved one is pending."""
+        if self._terminate_blocked():
+            return
+        for waiting in sorted(self.events.values(), key=lambda e: (e.not_before, e.id)):
+            if waiting.type == "Terminate" and waiting.status == "Scheduled" and _approved(waiting):
+                waiting.status, waiting.started = "Started", when
+                self.incarnation += 1
+        self._changed()
 
     @_locked
     def clear(self) -> None:
@@ -290,6 +313,12 @@ class EventBook:
         self.events = {e.id: e for e in events}
         self.pending = pending
         self._due_at = self._next_due()
+
+
+def _approved(event: Event) -> bool:
+    """Whether an event's approvals meet its rule: any VM it lists, or (``approval="all"``) every one."""
+    approvers = set(event.approvals)
+    return set(event.resources) <= approvers if event.approval == "all" else bool(approvers & set(event.resources))
 
 
 class _SavedEvent(TypedDict):

@@ -234,7 +234,7 @@ class World:
 
     def event_action(self, vm: VmState, event_id: str, action: str, by: str | None = None) -> EventBook:
         """``approve`` (by a VM, or by every VM it lists), ``start``, ``complete`` or ``cancel`` an event."""
-        if by is not None and self.fleet is not None and self.fleet.by_name(by) is None and by != self.first.name:
+        if by is not None and by != self.first.name and (self.fleet is None or self.fleet.by_name(by) is None):
             raise NoSuchTarget(f"no VM named {by!r}")
 
         def act(book: EventBook) -> None:
@@ -266,8 +266,8 @@ class World:
             for event_id in event_ids:
                 try:
                     book.approve(event_id, by=vm.name)
-                except (Conflict, NoSuchTarget):  # started or gone meanwhile: approving it is still a success
-                    pass
+                except (Conflict, NoSuchTarget, InvalidChange):
+                    pass  # started or gone meanwhile, or not this VM's to approve: still a success (SE-doc)
 
         self._change_book(vm.book_key, act)
         return unknown[0] if unknown else None

@@ -35,6 +35,10 @@ class Endpoint:
         self.version_error = responses.api_version_error(self.versions.newest) if self.versions else None
         self.not_allowed = responses.method_not_allowed(", ".join(sorted(self.methods)))
 
+    def needs_header(self, request: Request) -> bool:
+        """Whether this request must carry ``Metadata: true`` (asked only of requests without it)."""
+        return True
+
     def refuse_method(self, request: Request) -> Response:
         """The answer to a method the endpoint does not take."""
         return self.not_allowed

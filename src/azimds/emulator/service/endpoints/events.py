@@ -6,7 +6,10 @@ log against a real VM shows no answer between document changes (``choices``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ....azure import EVENTS_VERSIONS, INSTANCE_VERSIONS
@@ -17,15 +20,26 @@ from .base import Endpoint, Outcome
 
 __all__ = ["EventsEndpoint", "render_document"]
 
+PREVIEW = EVENTS_VERSIONS[0].encode()  # 2017-03-01
+
 
 class EventsEndpoint(Endpoint):
     name = "scheduledevents"
     methods = frozenset({"GET", "POST"})
     introduced = EVENTS_VERSIONS[0]
 
-    def __init__(self) -> None:
+    def __init__(self, first_call_delay: float = 0.0, clock: Callable[[], float] = time.time) -> None:
         super().__init__(None, EVENTS_VERSIONS)
         self._instance_only = frozenset(set(INSTANCE_VERSIONS) - set(EVENTS_VERSIONS))
+        self.first_call_delay = first_call_delay
+        self.clock = clock
+        self._last_call: dict[str, float] = {}  # VM name -> its last request (emulated time), with a delay set
+
+    def needs_header(self, request: Request) -> bool:
+        """Not at 2017-03-01: the docs' version table lists "Metadata header requirement enforced for all
+        requests" under 2017-08-01, so the preview answered without it."""
+        query = request.url.partition(b"?")[2]
+        return not any(pair == b"api-version=" + PREVIEW for pair in query.split(b"&"))
 
     def version_response(self, version: str | None) -> Response:
         """A version of the instance family gets the real 404; anything else the usual 400."""
@@ -39,7 +53,12 @@ class EventsEndpoint(Endpoint):
             return responses.BAD_PARAMETER
         prefix = "_" if version < "2017-08-01" else ""  # preview names had a leading underscore
 
-        def answer(request: Request) -> Response:
+        def answer(request: Request) -> Response | Awaitable[Response]:
+            if self.first_call_delay and self._enabling(vm.name):
+                return self._late(respond, request)
+            return respond(request)
+
+        def respond(request: Request) -> Response:
             if request.method == "POST":
                 return _approve(vm, request.body)
             doc = vm.events_document(version, prefix)
@@ -51,6 +70,19 @@ class EventsEndpoint(Endpoint):
             return Response(200, render_document(doc), headers=headers)
 
         return answer
+
+
+    def _enabling(self, name: str) -> bool:
+        """Whether this request enables the service for the VM: its first, or its first after 24 h without one
+        (SE-doc: "Scheduled Events is disabled for your service if it doesn't make a request … for 24 hours")."""
+        now = self.clock()
+        last = self._last_call.get(name)
+        self._last_call[name] = now
+        return last is None or now - last >= choices.EVENTS_IDLE_DISABLES
+
+    async def _late(self, respond: Callable[[Request], Response], request: Request) -> Response:
+        await asyncio.sleep(self.first_call_delay)
+        return respond(request)
 
 
 def _approve(vm: VmView, body: bytes) -> Response:
