@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ....azure import EVENTS_VERSIONS, INSTANCE_VERSIONS
+from ....errors import EngineUnavailable
 from .. import responses
 from ..http import Request, Response
 from ..ports import VmView
@@ -47,7 +48,10 @@ def _approve(vm: VmView, body: bytes) -> Response:
     ids = _start_requests(body)
     if ids is None:
         return responses.EVENTS_MALFORMED
-    unknown = vm.approve_events(ids)
+    try:
+        unknown = vm.approve_events(ids)
+    except EngineUnavailable:  # the world is shared and its engine gone: nothing approved, try again
+        return responses.EVENTS_UNAVAILABLE
     if unknown is not None:
         return responses.events_unknown_id(unknown)
     return responses.APPROVED
