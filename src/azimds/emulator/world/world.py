@@ -88,6 +88,7 @@ class World:
         self._restore(rows)
         self._initialize(tuple(profile.scenarios) + tuple(scenarios))
         self._listener: threading.Thread | None = None
+        self._shipper: threading.Thread | None = None
         self._stop = threading.Event()
         self._ship_lock = threading.Lock()
         self._shipped_last: JournalEntry | None = None  # the newest journal entry shipped so far
@@ -507,13 +508,13 @@ class World:
     # -- other processes ---------------------------------------------------------------------------------------
     def listen(self, schedule: Callable[[Callable[[], None]], None]) -> None:
         """Follow the changes other processes write, applying them through ``schedule`` (which runs a function
-        on the thread that owns this world), and ship this process's journal; until ``close``."""
+        on the thread that owns this world), and ship this process's journal (on a thread of its own, so that
+        a shipment never delays a change); until ``close``."""
         if not self.store.shared or self._listener is not None:
             return
 
-        def run() -> None:
+        def follow() -> None:
             seen = self.version
-            shipped_at = 0.0
             lost = False
             while not self._stop.is_set():
                 try:
@@ -525,9 +526,6 @@ class World:
                         lost = False
                         print(f"azimds: the state engine is back; caught up to version {seen}", file=sys.stderr,
                               flush=True)
-                    if _monotonic() - shipped_at >= SHIP_EVERY:
-                        self.ship()
-                        shipped_at = _monotonic()
                 except EngineUnavailable as exc:  # answering from memory meanwhile; changes are refused (503)
                     if not lost:
                         lost = True
@@ -538,8 +536,19 @@ class World:
                     print(f"azimds: following the store's changes: {type(exc).__name__}: {exc}", file=sys.stderr)
                     self._stop.wait(RETRY_EVERY)
 
-        self._listener = threading.Thread(target=run, name="azimds-listener", daemon=True)
+        def ship() -> None:
+            while not self._stop.wait(SHIP_EVERY):
+                try:
+                    self.ship()
+                except EngineUnavailable:
+                    pass  # the listener says so; the entries wait here for the engine
+                except Exception as exc:  # noqa: BLE001 - shipping must outlive a bad moment of the engine
+                    print(f"azimds: shipping the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+        self._listener = threading.Thread(target=follow, name="azimds-listener", daemon=True)
+        self._shipper = threading.Thread(target=ship, name="azimds-shipper", daemon=True)
         self._listener.start()
+        self._shipper.start()
 
     def ship(self) -> None:
         """Send the journal entries not yet shipped, and the metrics, to a shared store (from the listener and
@@ -580,8 +589,9 @@ class World:
 
     def close(self) -> None:
         self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        for thread in (self._listener, self._shipper):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self.ship()
         except EngineUnavailable:
@@ -590,12 +600,6 @@ class World:
 
 class _NothingToWrite(Exception):
     """Raised inside a change to write nothing (and say why through the caller's own state)."""
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
