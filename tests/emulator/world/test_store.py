@@ -319,6 +319,8 @@ def own_cluster():
 
 
 def test_the_engine_lost_refuses_at_once_and_found_again_catches_up(own_cluster):
+    """Stopped: every call refused at once with the reason. Started again: writes work, and a write another
+    store made while this one's LISTEN connection was gone wakes its wait (the version looked at again)."""
     url = own_cluster.create_database()
     store, other = open_store(url), open_store(url)
     try:
@@ -357,6 +359,11 @@ def test_the_engine_lost_refuses_at_once_and_found_again_catches_up(own_cluster)
                 time.sleep(0.05)
         assert store.changes(seen) == (version, [("a", "2", version)])
         assert store.update(["a"], bump("a")) == version + 1
+        # Restarted while nobody asked: the pooled connections are dead, and the first calls take fresh ones.
+        own_cluster.stop("fast")
+        own_cluster.start()
+        assert other.update(["a"], bump("a")) == version + 2
+        assert store.changes(version + 1) == (version + 2, [("a", "4", version + 2)])
     finally:
         store.close()
         other.close()

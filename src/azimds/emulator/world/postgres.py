@@ -8,9 +8,11 @@ and ``NOTIFY azimds_changes, '<version>'`` is sent, all in one transaction. ``wa
 its own and looks at the version again whenever that connection is made anew (a NOTIFY sent while it was
 away is lost).
 
-When the engine goes away, every method raises ``EngineUnavailable`` with a one-line reason, at once: the pool
-is closed, and the engine is tried again (one direct connection, at most every ``PROBE_EVERY`` seconds) before a
-new pool is made. Passwords are never shown: ``url`` and every message leave them out.
+When the engine goes away, every method raises ``EngineUnavailable`` with a one-line reason, at once (a caller
+never waits for a timeout): the pool is closed, and a thread of the store's own tries the engine again every
+``PROBE_EVERY`` seconds until it answers, when a new pool is made. A pooled connection found dead (the engine
+restarted while it was idle) is tried again once, on a fresh one. Passwords are never shown: ``url`` and every
+message leave them out.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ _WRITE = ("WITH written AS (INSERT INTO state (key, value, version) SELECT r.key
           "ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version RETURNING 1) "
           f"SELECT pg_notify('{CHANNEL}', %(payload)s), (SELECT count(*) FROM written)")
 #: Connection settings used unless the URL gives its own: a dead engine or host is noticed in seconds.
-DEFAULTS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "3",
-            "keepalives_count": "3", "tcp_user_timeout": "15000", "application_name": "azimds"}
+DEFAULTS = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2",
+            "keepalives_count": "3", "tcp_user_timeout": "10000", "application_name": "azimds"}
 #: Server settings for every session: a lock or an open transaction is never waited on for long.
 OPTIONS = "-c lock_timeout=10000 -c idle_in_transaction_session_timeout=60000"
 
@@ -110,8 +112,8 @@ class PostgresStore(Store):
         self._lock = threading.Lock()  # guards the pool and the state of the engine below
         self._pool: ConnectionPool[Connection] | None = None
         self._down: str | None = None  # why the engine counts as gone (None: it is reachable)
-        self._next_probe = 0.0
-        self._probing = threading.Lock()
+        self._prober: threading.Thread | None = None  # tries the engine again while it is gone
+        self._closing = threading.Event()
         self._listen_lock = threading.Lock()
         self._listener: Connection | None = None
         self._notified = 0  # the highest version announced on the listening connection
@@ -184,7 +186,6 @@ class PostgresStore(Store):
                     conn.close()
                     raise self._lost(exc) from None
                 self._listener = conn
-                self._back()
                 self._notified = max(self._notified, current)
                 if current > version:
                     return True
@@ -241,6 +242,7 @@ class PostgresStore(Store):
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
+        self._closing.set()
         if pool is not None:
             pool.close(timeout=1.0)
         got = self._listen_lock.acquire(timeout=2.0)
@@ -275,44 +277,56 @@ class PostgresStore(Store):
                               kwargs={"autocommit": True}, open=True, name="azimds", num_workers=1)
 
     def _gate(self) -> ConnectionPool[Connection]:
-        """The pool, or EngineUnavailable at once while the engine is gone (trying it again now and then)."""
+        """The pool, or EngineUnavailable at once while the engine is gone."""
         with self._lock:
             if self._closed:
                 raise EngineUnavailable("the state store is closed")
-            if self._down is None:
-                if self._pool is None:
-                    self._pool = self._new_pool()
-                return self._pool
-            reason = self._down
-            if time.monotonic() < self._next_probe or not self._probing.acquire(blocking=False):
-                raise EngineUnavailable(reason)
-            self._next_probe = time.monotonic() + self.PROBE_EVERY
-        try:
-            try:
-                psycopg.connect(self._conninfo, autocommit=True).close()
-            except psycopg.Error as exc:
-                raise self._lost(exc) from None
-            self._back()
-            return self._gate()
-        finally:
-            self._probing.release()
-
-    def _back(self) -> None:
-        with self._lock:
-            self._down = None
+            if self._down is not None:
+                raise EngineUnavailable(self._down)
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool
 
     def _lost(self, exc: BaseException | str, *, committing: bool = False) -> EngineUnavailable:
-        """Count the engine as gone (the pool closed; the next caller tries it again), and say so."""
+        """Count the engine as gone (the pool closed, the prober started), and say so."""
         reason = exc if isinstance(exc, str) else self._reason(exc)
         with self._lock:
             pool, self._pool = self._pool, None
-            self._down = f"the state engine {self.url} is unreachable ({reason}); nothing was changed"
+            self._down = self._unreachable(reason)
             message = self._down if not committing else (
                 f"the state engine {self.url} was lost while committing ({reason}); the change may or may not "
                 "have been kept")
+            if self._prober is None and not self._closed:
+                self._prober = threading.Thread(target=self._probe, name="azimds-engine-probe", daemon=True)
+                self._prober.start()
         if pool is not None:
             pool.close(timeout=0)
         return EngineUnavailable(message)
+
+    def _unreachable(self, reason: str) -> str:
+        return f"the state engine {self.url} is unreachable ({reason}); nothing was changed"
+
+    def _probe(self) -> None:
+        """The prober: try the engine every PROBE_EVERY seconds until it answers (or the store is closed)."""
+        while not self._closing.wait(self.PROBE_EVERY):
+            with self._lock:
+                if self._closed or self._down is None:
+                    self._prober = None
+                    return
+            self._reach()
+
+    def _reach(self) -> bool:
+        """One attempt to reach the engine: True, and it counts as back, when it answers."""
+        try:
+            psycopg.connect(self._conninfo, autocommit=True).close()
+        except psycopg.Error as exc:
+            with self._lock:
+                if self._down is not None:
+                    self._down = self._unreachable(self._reason(exc))
+            return False
+        with self._lock:
+            self._down = None
+        return True
 
     def _failed(self, conn: Connection | None, exc: psycopg.Error, *, committing: bool = False) -> EngineUnavailable:
         """The EngineUnavailable a psycopg error becomes (a lost connection also counts the engine as gone)."""
@@ -340,7 +354,7 @@ class PostgresStore(Store):
                 return work(conn)
             except psycopg.Error as exc:
                 error = self._failed(conn, exc)
-                if attempt == 2 or not (conn.broken or conn.closed):
+                if attempt == 2 or not (conn.broken or conn.closed) or not self._reach():
                     raise error from None
             finally:
                 pool.putconn(conn)
@@ -354,9 +368,9 @@ class PostgresStore(Store):
             try:
                 try:
                     conn.execute("BEGIN")
-                except psycopg.Error as exc:
+                except psycopg.Error as exc:  # nothing sent yet in it: safe to try again if the engine answers
                     error = self._failed(conn, exc)
-                    if attempt == 2:
+                    if attempt == 2 or not (conn.broken or conn.closed) or not self._reach():
                         raise error from None
                     continue
                 try:
