@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs the system tools the tests and benchmarks run against (curl, openssl, jq, wget, nginx, wrk, iproute2),
-# where they are missing and this machine can install them. Tests that need a missing tool skip, saying so.
+# Installs the system tools the tests and benchmarks run against (curl, openssl, jq, wget, nginx, wrk, iproute2,
+# and PostgreSQL's server binaries: the tests start a private cluster of their own), where they are missing and
+# this machine can install them. Tests that need a missing tool skip, saying so.
 set -u
 need=()
 for pair in curl:curl openssl:openssl jq:jq wget:wget nginx:nginx-light wrk:wrk ip:iproute2 taskset:util-linux; do
   tool=${pair%%:*}; pkg=${pair#*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$pkg")
 done
+# PostgreSQL: Debian keeps initdb and pg_ctl off PATH, in /usr/lib/postgresql/N/bin.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "sysdeps: installing ${need[*]}"

@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-process emulator on an ephemeral port for read-only tests, and `azimds serve` runs.
+"""Shared fixtures: an in-process emulator on an ephemeral port for read-only tests, `azimds serve` runs, and a
+private PostgreSQL (``postgres_cluster``, ``postgres_url``: a fresh database per test).
 
 The shipped pytest plugin's own fixtures (``imds``, ``imds_fleet``) are left as they are; this suite's
 read-only emulator is ``shared_vm``.
@@ -13,6 +14,7 @@ import pytest
 from azimds import Emulator
 
 from .support import ServeProcess
+from .support_postgres import postgres_cluster, postgres_url  # noqa: F401  (fixtures: a private PostgreSQL)
 
 pytest_plugins = ["pytester"]
 

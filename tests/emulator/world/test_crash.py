@@ -1,6 +1,7 @@
 """Nothing acknowledged is lost, for any VM of a fleet: 100 ``kill -9`` at random moments while the control plane
 changes the first VM, explicit VMs, scale-set members and shared event books; after each restart on the same
-state, every change that was answered 2xx is there."""
+state, every change that was answered 2xx is there. Against both engines: SQLite (100 rounds,
+AZIMDS_CRASH_ROUNDS) and PostgreSQL (30 rounds, AZIMDS_CRASH_ROUNDS_PG)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from tests.support import AZIMDS, fetch
 
 ROUNDS = int(os.environ.get("AZIMDS_CRASH_ROUNDS", "100"))
+ROUNDS_PG = int(os.environ.get("AZIMDS_CRASH_ROUNDS_PG", "30"))
 FLEET = {
     "compute": {"name": "first"},
     "fleet": {"vms": [{"addresses": ["127.0.0.2"], "availabilitySet": "db", "compute": {"name": "db-1"}},
@@ -26,9 +28,10 @@ VMS = ["first", "db-1", "db-2", *(f"web_{i}" for i in range(40))]
 
 
 class Server:
-    def __init__(self, profile: Path, state: Path) -> None:
+    def __init__(self, profile: Path, state: Path, *extra: str) -> None:
         self.proc = subprocess.Popen([*AZIMDS, "serve", "--port", "0", "--control-port", "0", "--rate-limit", "0",
-                                      "--profile", str(profile), "--state-dir", str(state), "--clock", "manual"],
+                                      "--profile", str(profile), "--state-dir", str(state), "--clock", "manual",
+                                      *extra],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         ready = self.proc.stdout.readline()
@@ -51,7 +54,8 @@ class Server:
         return reply.status
 
 
-def test_a_hundred_kill_9_lose_nothing_acknowledged(tmp_path, capsys):
+def test_a_hundred_kill_9_lose_nothing_acknowledged(tmp_path, capsys, state_args):
+    rounds = ROUNDS_PG if state_args else ROUNDS
     profile = tmp_path / "fleet.json"
     profile.write_text(json.dumps(FLEET))
     state = tmp_path / "state"
@@ -60,8 +64,8 @@ def test_a_hundred_kill_9_lose_nothing_acknowledged(tmp_path, capsys):
     later: dict[str, set[str]] = {}  # VM -> values sent after it that were not answered (each may have landed)
     events: dict[str, str] = {}  # event id -> the VM it was scheduled for (acknowledged)
     counter = acknowledged = 0
-    for _ in range(ROUNDS):
-        server = Server(profile, state)
+    for _ in range(rounds):
+        server = Server(profile, state, *state_args)
         killer = threading.Timer(rng.uniform(0.0, 0.15), server.proc.send_signal, args=(signal.SIGKILL,))
         killer.start()
         while server.proc.poll() is None:
@@ -84,7 +88,7 @@ def test_a_hundred_kill_9_lose_nothing_acknowledged(tmp_path, capsys):
                     acknowledged += 1
         killer.join()
         server.proc.wait()
-    final = Server(profile, state)
+    final = Server(profile, state, *state_args)
     try:
         lost_tags = {}
         for vm, value in tags.items():
@@ -101,8 +105,8 @@ def test_a_hundred_kill_9_lose_nothing_acknowledged(tmp_path, capsys):
         assert (lost_tags, lost_events) == ({}, []), f"{len(lost_tags)} tags and {len(lost_events)} events lost"
         assert len(tags) > 20 and len(events) > 20  # the test changed enough to mean something
         with capsys.disabled():
-            print(f"\ncrash test: {ROUNDS} kill -9, {acknowledged} changes acknowledged ({len(tags)} VMs' tags, "
-                  f"{len(events)} events), 0 lost")
+            print(f"\ncrash test ({'postgresql' if state_args else 'sqlite'}): {rounds} kill -9, {acknowledged} "
+                  f"changes acknowledged ({len(tags)} VMs' tags, {len(events)} events), 0 lost")
         seen = fetch(final.url, "/metadata/instance/compute/tags?api-version=2021-02-01&format=text",
                      source="127.0.0.2").body.decode()
         assert "db-1" not in tags or seen in {f"n:{v}" for v in {tags["db-1"]} | later.get("db-1", set())}

@@ -1,4 +1,5 @@
-"""Nothing acknowledged is lost: control-plane changes survive SIGKILL at random points and a restart."""
+"""Nothing acknowledged is lost: control-plane changes survive SIGKILL at random points and a restart, with the
+world kept by either engine (SQLite in the state directory, or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def control_url(proc: ServeProcess) -> str:
     return re.search(r"control plane (http://\S+)", line).group(1)
 
 
-def start(state_dir: str) -> tuple[ServeProcess, str]:
+def start(state_dir: str, *extra: str) -> tuple[ServeProcess, str]:
     proc = ServeProcess("--state-dir", state_dir, "--clock", "manual", "--rate-limit", "0",
-                        "--control-token", "secret")
+                        "--control-token", "secret", *extra)
     return proc, control_url(proc)
 
 
@@ -31,10 +32,10 @@ def change(ctl: str, method: str, path: str, body) -> int | None:
         return None
 
 
-def test_two_hundred_changes_survive_sigkill_at_random_points(tmp_path):
+def test_two_hundred_changes_survive_sigkill_at_random_points(tmp_path, state_args):
     rng = random.Random(20261122)
     state = str(tmp_path / "state")
-    proc, ctl = start(state)
+    proc, ctl = start(state, *state_args)
     acked_keys: list[int] = []
     acked_events: list[str] = []
     advanced = 0.0
@@ -70,11 +71,11 @@ def test_two_hundred_changes_survive_sigkill_at_random_points(tmp_path):
                 proc.proc.kill()
                 proc.proc.wait()
                 kills += 1
-                proc, ctl = start(state)
+                proc, ctl = start(state, *state_args)
                 acked_keys, acked_events, advanced = check(proc, ctl, acked_keys, acked_events, clock_start, advanced)
         proc.proc.send_signal(signal.SIGKILL)
         proc.proc.wait()
-        proc, ctl = start(state)
+        proc, ctl = start(state, *state_args)
         check(proc, ctl, acked_keys, acked_events, clock_start, advanced)
     finally:
         proc.proc.kill()

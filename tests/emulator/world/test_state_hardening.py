@@ -112,18 +112,18 @@ def digest(directory: Path) -> dict[str, object]:
 # -- 1. every VM of a fleet is kept ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("stop", ["terminate", "kill -9"])
-def test_every_fleet_vm_and_shared_book_survives_a_restart(servers, tmp_path, stop):
+def test_every_fleet_vm_and_shared_book_survives_a_restart(servers, tmp_path, stop, state_args):
     profile = tmp_path / "fleet.json"
     profile.write_text(json.dumps(FLEET))
     state = tmp_path / "state"
-    first = servers(state, "--profile", str(profile))
+    first = servers(state, "--profile", str(profile), *state_args)
     first.ok("PUT", "/v1/tags?vm=db-1", {"role": "db"})
     first.ok("PUT", "/v1/tags?vm=web_3", {"role": "web3"})
     first.ok("PUT", "/v1/tags", {"role": "first"})
     shared = first.ok("POST", "/v1/events?vm=web_7", {"type": "Freeze", "resources": ["web_7", "web_8"]})
     avset = first.ok("POST", "/v1/events?vm=db-1", {"type": "Reboot"})
     first.kill() if stop == "kill -9" else first.stop()
-    again = servers(state, "--profile", str(profile))
+    again = servers(state, "--profile", str(profile), *state_args)
     assert fetch(again.url, TAGS, source="127.0.0.2").body == b"role:db"
     assert fetch(again.url, TAGS, source="127.1.0.3").body == b"role:web3"
     assert fetch(again.url, TAGS).body == b"role:first"

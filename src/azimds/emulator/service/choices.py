@@ -126,6 +126,8 @@ CHOICES: tuple[Choice, ...] = (
            "approval by any VM the event lists starts it for all of them, unless it was scheduled with "
            "`approval: all`"),
     Choice("Scheduled events approval answer", "200 with an empty body"),
+    Choice("Approving while a shared world's engine is unreachable",
+           "503 `{\"error\":\"Service unavailable. Try again later.\"}`; nothing is approved"),
     Choice("Approving an unknown EventId",
            "400 `{\"error\":\"Bad request. EventId <id> is not a current event.\"}`; a malformed body 400 "
            "`{\"error\":\"Bad request. The request body is malformed.\"}`"),

@@ -116,6 +116,10 @@ EVENTS_MALFORMED = Response(400, b'{"error":"Bad request. The request body is ma
 #: CHOSEN: the answer to an approval (the docs promise 200; the body was never captured).
 APPROVED = Response(200, b"")
 
+#: CHOSEN: an approval that could not be kept because the shared state engine is unreachable (IMDS answers 5xx
+#: at times; clients try again). Nothing was approved.
+EVENTS_UNAVAILABLE = Response(503, b'{"error":"Service unavailable. Try again later."}')
+
 
 def events_unknown_id(event_id: str) -> Response:
     """CHOSEN: approving an EventId that is not in the current document."""

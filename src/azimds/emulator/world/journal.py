@@ -24,7 +24,9 @@ class Metrics:
         self.latency_sum = 0.0
 
     def to_mapping(self) -> dict[str, Any]:
-        return {"requests": [[e, s, n] for (e, s), n in self.requests.items()], "latency_counts": self.latency_counts,
+        """The counts as JSON values; safe while another thread observes (each container copied at once)."""
+        requests = list(self.requests.items())
+        return {"requests": [[e, s, n] for (e, s), n in requests], "latency_counts": list(self.latency_counts),
                 "latency_sum": self.latency_sum}
 
     def add(self, mapping: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self.url = "memory:"
         self._lock = threading.Lock()
+        self._written = threading.Condition(self._lock)
         self._rows: dict[str, tuple[str | None, int]] = {}
         self._version = 0
 
@@ -47,6 +48,7 @@ class MemoryStore(Store):
                 self._version += 1
                 for key, value in rows.items():
                     self._rows[key] = (value, self._version)
+                self._written.notify_all()
             return self._version
 
     def changes(self, since: int) -> tuple[int, list[tuple[str, str | None, int]]]:
@@ -55,8 +57,8 @@ class MemoryStore(Store):
             return max(self._version, since), found
 
     def wait(self, version: int, timeout: float) -> bool:
-        time.sleep(timeout)
-        return self._version > version
+        with self._written:
+            return self._written.wait_for(lambda: self._version > version, timeout)
 
     def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
         return None
@@ -123,10 +125,9 @@ class SqliteStore(Store):
         return db
 
     def load(self) -> tuple[int, dict[str, str]]:
-        with self._lock:
-            (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-            rows = dict(self._db.execute("SELECT key, value FROM state WHERE value IS NOT NULL"))
-        return int(version), rows
+        with self._lock:  # one statement, one snapshot (two would let a write land between them)
+            rows = self._db.execute("SELECT key, value, version FROM state").fetchall()
+        return max((int(v) for _, _, v in rows), default=0), {k: v for k, v, _ in rows if v is not None}
 
     def update(self, keys: Iterable[str] | None, change: Callable[[dict[str, str]], Rows | None]) -> int:
         with self._lock:
@@ -161,11 +162,13 @@ class SqliteStore(Store):
             return int(version)
 
     def changes(self, since: int) -> tuple[int, list[tuple[str, str | None, int]]]:
+        # One statement, one snapshot: the reader is brought to the highest version in it, never to the counter
+        # read afterwards (a write committed between the two would be skipped for good).
         with self._lock:
             rows = self._db.execute("SELECT key, value, version FROM state WHERE version > ? ORDER BY version",
                                     (since,)).fetchall()
-            (version,) = self._db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
-        return max(int(version), since), [(key, value, int(v)) for key, value, v in rows]
+        found = [(key, value, int(v)) for key, value, v in rows]
+        return (found[-1][2] if found else since), found
 
     def wait(self, version: int, timeout: float) -> bool:
         if self._watcher is None:

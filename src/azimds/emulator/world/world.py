@@ -14,6 +14,7 @@ every process from the same rows and the same clock, so they agree on every docu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -49,6 +50,8 @@ _CONTROL = "the change is invalid; nothing was changed"
 T = TypeVar("T")
 #: Seconds between two shipments of the journal to a shared store.
 SHIP_EVERY = 0.2
+#: Seconds between two attempts to reach a shared store that cannot be reached.
+RETRY_EVERY = 0.25
 
 
 def fingerprint(profile: Profile) -> str:
@@ -85,8 +88,10 @@ class World:
         self._restore(rows)
         self._initialize(tuple(profile.scenarios) + tuple(scenarios))
         self._listener: threading.Thread | None = None
+        self._shipper: threading.Thread | None = None
         self._stop = threading.Event()
-        self._shipped = 0
+        self._ship_lock = threading.Lock()
+        self._shipped_last: JournalEntry | None = None  # the newest journal entry shipped so far
 
     # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
     def vm_for(self, peer: str) -> VmState | None:
@@ -296,7 +301,7 @@ class World:
         results: list[T] = []
 
         def change(current: dict[str, str]) -> Rows:
-            book = EventBook(self.clock.now)
+            book = EventBook(self._clock_of(current))
             if f"events/{key}" in current:
                 book.load_json(current[f"events/{key}"])
             try:
@@ -305,7 +310,7 @@ class World:
                 return {}
             return {f"events/{key}": book.to_json()}
 
-        self._commit([f"events/{key}"], change)
+        self._commit([f"events/{key}", "clock"], change)
         return results[0] if results else None  # type: ignore[return-value]
 
     # -- clock and faults ----------------------------------------------------------------------------------
@@ -326,6 +331,15 @@ class World:
 
     def set_clock_speed(self, speed: float) -> None:
         self._change_clock(lambda clock: clock.set_speed(speed))
+
+    def _clock_of(self, current: dict[str, str]) -> Callable[[], float]:
+        """The world's clock as the store holds it in this transaction (another process may have just moved it,
+        and this one not yet applied that): what a change to an event book is caught up to."""
+        if "clock" not in current:
+            return self.clock.now
+        clock = Clock(source=self.clock.source)
+        clock.restore(_clock_state(current["clock"]))
+        return clock.now
 
     def _change_clock(self, move: Callable[[Clock], object]) -> None:
         def change(current: dict[str, str]) -> Rows:
@@ -409,8 +423,8 @@ class World:
             return written
 
         version = self.store.update(keys, wrapped)
-        if written:
-            self._apply_rows([(key, value, version) for key, value in written.items()])
+        if written:  # shown now; ``version`` is left to the listener (rows of others below it may be unapplied)
+            self._apply_rows([(key, value, version) for key, value in written.items()], through=None)
 
     def _initialize(self, scenarios: tuple[ScenarioEntry, ...]) -> None:
         """Once per store: the clock as configured, the scenarios planned from now (a restart continues both)."""
@@ -442,8 +456,9 @@ class World:
             apply()
             self._versions[key] = version
 
-    def _apply_rows(self, rows: list[tuple[str, str | None, int]]) -> None:
-        """Apply rows written by this or another process, each at most once and never an older one."""
+    def _apply_rows(self, rows: list[tuple[str, str | None, int]], through: int | None) -> None:
+        """Apply rows written by this or another process, each at most once and never an older one; ``through``:
+        every row up to that version is now applied (None: these are only this process's own rows)."""
         for key, value, version in rows:
             if version <= self._versions.get(key, 0):
                 continue
@@ -452,7 +467,8 @@ class World:
             except (ValueError, ProfileError, NoSuchTarget, RecursionError) as exc:
                 print(f"azimds: a change to {key!r} in the store cannot be applied here: {exc}", file=sys.stderr)
             self._versions[key] = version
-        self.version = max([self.version, *(version for _, _, version in rows)])
+        if through is not None:
+            self.version = max(self.version, through)
 
     def _parse(self, key: str, value: str | None) -> Callable[[], None]:
         """What applying a row does; ValueError (or ProfileError, NoSuchTarget) when it is not a valid one."""
@@ -492,41 +508,66 @@ class World:
     # -- other processes ---------------------------------------------------------------------------------------
     def listen(self, schedule: Callable[[Callable[[], None]], None]) -> None:
         """Follow the changes other processes write, applying them through ``schedule`` (which runs a function
-        on the thread that owns this world), and ship this process's journal; until ``close``."""
+        on the thread that owns this world), and ship this process's journal (on a thread of its own, so that
+        a shipment never delays a change); until ``close``."""
         if not self.store.shared or self._listener is not None:
             return
 
-        def run() -> None:
+        def follow() -> None:
             seen = self.version
-            shipped_at = 0.0
+            lost = False
             while not self._stop.is_set():
                 try:
                     if self.store.wait(seen, SHIP_EVERY):
                         seen, rows = self.store.changes(seen)
                         if rows:
-                            schedule(lambda rows=rows: self._apply_rows(rows))  # type: ignore[misc]
-                    if threading.get_ident() and _monotonic() - shipped_at >= SHIP_EVERY:
-                        self.ship()
-                        shipped_at = _monotonic()
-                except EngineUnavailable:
-                    self._stop.wait(0.5)
+                            schedule(functools.partial(self._apply_rows, rows, seen))
+                    if lost:
+                        lost = False
+                        print(f"azimds: the state engine is back; caught up to version {seen}", file=sys.stderr,
+                              flush=True)
+                except EngineUnavailable as exc:  # answering from memory meanwhile; changes are refused (503)
+                    if not lost:
+                        lost = True
+                        print(f"azimds: answering from memory, changes refused until the state engine is back: "
+                              f"{exc.message}", file=sys.stderr, flush=True)
+                    self._stop.wait(RETRY_EVERY)
                 except Exception as exc:  # noqa: BLE001 - the listener must outlive a bad moment of the engine
                     print(f"azimds: following the store's changes: {type(exc).__name__}: {exc}", file=sys.stderr)
-                    self._stop.wait(0.5)
+                    self._stop.wait(RETRY_EVERY)
 
-        self._listener = threading.Thread(target=run, name="azimds-listener", daemon=True)
+        def ship() -> None:
+            while not self._stop.wait(SHIP_EVERY):
+                try:
+                    self.ship()
+                except EngineUnavailable:
+                    pass  # the listener says so; the entries wait here for the engine
+                except Exception as exc:  # noqa: BLE001 - shipping must outlive a bad moment of the engine
+                    print(f"azimds: shipping the journal: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+        self._listener = threading.Thread(target=follow, name="azimds-listener", daemon=True)
+        self._shipper = threading.Thread(target=ship, name="azimds-shipper", daemon=True)
         self._listener.start()
+        self._shipper.start()
 
     def ship(self) -> None:
-        """Send the journal entries not yet shipped, and the metrics, to a shared store."""
+        """Send the journal entries not yet shipped, and the metrics, to a shared store (from the listener and
+        from the control plane's thread, one at a time, while the serving thread goes on recording)."""
         if not self.store.shared:
             return
-        total = self.journal.total
-        fresh = min(total - self._shipped, len(self.journal.entries))
-        entries = [tuple(entry) for entry in list(self.journal.entries)[len(self.journal.entries) - fresh:]] \
-            if fresh > 0 else []
-        self.store.ship(self.node, entries, json.dumps(self.journal.metrics.to_mapping()))
-        self._shipped = total
+        with self._ship_lock:
+            entries = list(self.journal.entries)  # one copy (C-level, so no append lands halfway through it)
+            fresh = entries
+            last = self._shipped_last
+            if last is not None:
+                for index in range(len(entries) - 1, -1, -1):
+                    if entries[index] is last:
+                        fresh = entries[index + 1:]
+                        break
+            self.store.ship(self.node, [tuple(entry) for entry in fresh],
+                            json.dumps(self.journal.metrics.to_mapping()))
+            if entries:
+                self._shipped_last = entries[-1]
 
     def journal_entries(self, since: float = 0.0) -> list[JournalEntry]:
         """The requests answered from ``since`` (emulated time), oldest first: this process's, or in a shared world
@@ -548,8 +589,9 @@ class World:
 
     def close(self) -> None:
         self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        for thread in (self._listener, self._shipper):
+            if thread is not None:
+                thread.join(timeout=5)
         try:
             self.ship()
         except EngineUnavailable:
@@ -558,12 +600,6 @@ class World:
 
 class _NothingToWrite(Exception):
     """Raised inside a change to write nothing (and say why through the caller's own state)."""
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:

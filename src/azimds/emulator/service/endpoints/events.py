@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ....azure import EVENTS_VERSIONS, INSTANCE_VERSIONS
+from ....errors import EngineUnavailable
 from .. import choices, responses
 from ..http import Request, Response
 from ..ports import VmView
@@ -89,7 +90,10 @@ def _approve(vm: VmView, body: bytes) -> Response:
     ids = _start_requests(body)
     if ids is None:
         return responses.EVENTS_MALFORMED
-    unknown = vm.approve_events(ids)
+    try:
+        unknown = vm.approve_events(ids)
+    except EngineUnavailable:  # the world is shared and its engine gone: nothing approved, try again
+        return responses.EVENTS_UNAVAILABLE
     if unknown is not None:
         return responses.events_unknown_id(unknown)
     return responses.APPROVED
