@@ -217,8 +217,6 @@ class EventBook:
         """Record an approval (``by=None``: on behalf of every listed VM). The event starts at once when
         its approval rule is met: any listed VM's approval, or (``approval="all"``) every listed VM's."""
         event = self._get(event_id)
-        if by is not None and by not in event.resources:
-            raise InvalidChange(f"{by} is not among the VMs event {event.id} lists: {', '.join(event.resources)}")
         if event.status == "Scheduled":
             approvers = set(event.approvals) | ({by} if by else set(event.resources))
             event.approvals = sorted(approvers)

@@ -271,8 +271,8 @@ class World:
             for event_id in event_ids:
                 try:
                     book.approve(event_id, by=vm.name)
-                except (Conflict, NoSuchTarget, InvalidChange):
-                    pass  # started or gone meanwhile, or not this VM's to approve: still a success (SE-doc)
+                except (Conflict, NoSuchTarget):  # started or gone meanwhile: approving it is still a success
+                    pass
 
         self._change_book(vm.book_key, act)
         return unknown[0] if unknown else None
