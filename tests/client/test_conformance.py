@@ -40,6 +40,8 @@ from azimds.errors import UsageError
 from tests.support import DATA
 
 WALA = DATA / "WALinuxAgent_tests_data_imds_valid_2018-02-01.json"
+SAMPLE_EVENTS = DATA / "Azure-Samples_scheduledevents_SampleScheduledEventsDocument_2018.json"
+SAMPLE_NO_EVENTS = DATA / "Azure-Samples_scheduledevents_SampleEmptyEventsDocument_2018.json"
 BY_ID = {probe.id: probe for probe in PROBES}
 
 
@@ -265,6 +267,31 @@ def test_the_real_2018_document_matches_an_emulator_serving_it():
     doc["probes"][0]["shape"]["network"]["interface"][0]["ipv6"]["ipAddress"] = [{"privateIpAddress": "string"}]
     assert compare_report(doc, here) == [
         'instance.2018-02-01: shape $.compute.platformFaultDomain: "number" in report, "string" here']
+
+
+def test_microsoft_s_sample_events_documents_match_the_emulator_at_2017_03_01():
+    """The 2018-schema sample documents (with events, and without) as report entries of the 2017-03-01 probe:
+    the emulator's document has their shape, with an event scheduled and with none. Against the 2020-07-01 probe
+    the differences are exactly the three fields added since 2018 (Description, EventSource, DurationInSeconds)."""
+    probe = BY_ID["scheduledevents.2017-03-01"]
+
+    def doc(sample):
+        return {"format": 1, "probes": [{"id": probe.id, "request": probe.request(), "status": 200,
+                                         "shape": shape_of(json.loads(sample.read_text()))}]}
+
+    with Emulator() as imds:
+        assert compare_report(doc(SAMPLE_NO_EVENTS), run_probes(Endpoint(imds.url), [probe], interval=0)) == []
+        imds.control.schedule("Reboot", notice=3600)
+        here = run_probes(Endpoint(imds.url), [probe], interval=0)
+        assert here[0]["shape"]["Events"] != []
+        assert compare_report(doc(SAMPLE_EVENTS), here) == []
+        newest = BY_ID["scheduledevents"]
+        later = run_probes(Endpoint(imds.url), [newest], interval=0)
+    report = doc(SAMPLE_EVENTS)
+    report["probes"][0].update(id=newest.id, request=newest.request())
+    assert compare_report(report, later) == [
+        f'scheduledevents: shape $.Events[].{name}: missing in report, "{kind}" here'
+        for name, kind in (("Description", "string"), ("DurationInSeconds", "number"), ("EventSource", "string"))]
 
 
 # -- keeping an answer ---------------------------------------------------------------------------------------
