@@ -159,6 +159,8 @@ def test_the_report_holds_every_probe_in_order_with_its_request(run):
         assert set(record["headers"]) <= set(conformance.RECORDED_HEADERS)
         assert record["headers"]["server"] == "IMDS/150.870.65.1253"
     assert load_report(json.dumps(report), "r") == report
+    with_password = conformance_report([], "http://user:secret@127.0.0.1:80", dt.datetime.now(dt.UTC), "test")
+    assert with_password["endpoint"] == "http://127.0.0.1:80"
 
 
 def test_error_bodies_are_kept_verbatim(run):
