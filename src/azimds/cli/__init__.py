@@ -1,5 +1,5 @@
-"""The ``azimds`` command: a thin layer over the client (``imds``), the emulator (``emulator``) and its control
-plane (``ctl``).
+"""The ``azimds`` command: a thin layer over the client (``imds``, ``conformance``), the emulator (``emulator``)
+and its control plane (``ctl``).
 
 Exit codes: 0 success, 1 not found, 2 usage error or failure (one line on stderr), 3 an attested document
 that fails verification. Only the parser of the command being run is built, so that ``azimds tags KEY``
@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "main"]
 
-EXIT_CODES = ("exit codes: 0 success, 1 not found (no such tag, path, node or event), 2 usage error or no answer, "
-              "3 attested document not verified")
+EXIT_CODES = ("exit codes: 0 success, 1 not found (no such tag, path, node or event) or differences (conformance "
+              "--compare), 2 usage error or no answer, 3 attested document not verified")
 
 
 def build_parser(command: str | None = None) -> Parser:
     """The ``azimds`` parser: with ``command``, only that command's part of it (what ``main`` needs)."""
     from .. import __version__
-    from . import emulator, imds
+    from . import conformance, emulator, imds
 
     parser = Parser(prog="azimds", description="Azure Instance Metadata Service emulator and client.",
                     epilog=EXIT_CODES)
@@ -37,6 +37,8 @@ def build_parser(command: str | None = None) -> Parser:
         emulator.add_commands(commands)
     if command is None or command in imds.COMMANDS:
         imds.add_commands(commands)
+    if command is None or command in conformance.COMMANDS:
+        conformance.add_commands(commands)
     if command is None:
         commands.add_parser("ctl", add_help=False, help="steer a running emulator through its control plane "
                                                         "(see azimds ctl --help)")
@@ -54,9 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ctl import main as ctl
 
         return ctl(args_in[1:])
-    from . import emulator, imds
+    from . import conformance, emulator, imds
 
-    command = args_in[0] if args_in and args_in[0] in emulator.COMMANDS + imds.COMMANDS else None
+    known = emulator.COMMANDS + imds.COMMANDS + conformance.COMMANDS
+    command = args_in[0] if args_in and args_in[0] in known else None
     try:
         args = build_parser(command).parse_args(args_in)
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 ``Client`` reads metadata, tags, tokens, attested documents and scheduled events with Microsoft's retry rules;
 ``verify_attested`` checks an attested document; ``capture`` and ``redact`` turn a VM into an emulator
-profile (``azimds dump``)::
+profile (``azimds dump``); ``run_probes``, ``conformance_report`` and ``compare_report`` are ``azimds
+conformance``. Reading a tag::
 
     from azimds.client import Client
     Client().tags()["tag_key"]
@@ -22,6 +23,7 @@ from ._client import (
     FIRST_EVENTS_TIMEOUT,
     IDENTITY_API_VERSION,
     Client,
+    resolve_endpoint,
     tags_of,
     touches,
 )
@@ -34,17 +36,20 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTESTED_API_VERSION", "DEFAULT_API_VERSION", "DEFAULT_DEADLINE", "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT",
     "ENDPOINT_ENV", "FIRST_EVENTS_TIMEOUT", "IDENTITY_API_VERSION", "PROCESS_LIMITER", "ZERO_GUID", "Backoff",
-    "Certificate", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket", "capture", "parse_tags",
-    "redact", "tags_of", "touches", "verify_attested",
+    "Certificate", "Client", "ImdsError", "ImdsUnavailable", "NotFound", "TokenBucket", "capture", "compare_report",
+    "conformance_report", "load_report", "parse_tags", "probe_table", "redact", "report_probes", "resolve_endpoint",
+    "run_probes", "tags_of", "touches", "verify_attested",
 ]
 
 
 _LAZY = {"verify_attested": "_attested", "AttestedDocument": "_attested", "Certificate": "_x509",
-         "capture": "_capture", "redact": "_capture", "ZERO_GUID": "_capture"}
+         "capture": "_capture", "redact": "_capture", "ZERO_GUID": "_capture",
+         **dict.fromkeys(("compare_report", "conformance_report", "load_report", "probe_table", "report_probes",
+                          "run_probes"), "_conformance")}
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use: most callers never verify or capture, and ``azimds tags`` must start fast.
+    # Imported on first use: most callers never verify, capture or probe, and ``azimds tags`` must start fast.
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'azimds.client' has no attribute {name!r}")

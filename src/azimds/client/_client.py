@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTESTED_API_VERSION", "DEFAULT_API_VERSION", "DEFAULT_DEADLINE", "DEFAULT_ENDPOINT", "DEFAULT_TIMEOUT",
-    "ENDPOINT_ENV", "FIRST_EVENTS_TIMEOUT", "IDENTITY_API_VERSION", "Client", "addresses", "tags_of", "touches",
+    "ENDPOINT_ENV", "FIRST_EVENTS_TIMEOUT", "IDENTITY_API_VERSION", "Client", "addresses", "resolve_endpoint",
+    "tags_of", "touches",
 ]
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
@@ -63,6 +64,18 @@ _TOKEN = "identity/oauth2/token"
 _ATTESTED = "attested/document"
 #: The resource ID of a uniform scale set instance, whose events name it ``{scaleSet}_{instanceId}``.
 _SCALE_SET_INSTANCE = re.compile(r"/virtualMachineScaleSets/([^/]+)/virtualMachines/([^/]+)/?$", re.IGNORECASE)
+
+
+def resolve_endpoint(endpoint: str | None) -> Endpoint:
+    """The IMDS a caller means: ``endpoint`` (``http[s]://HOST[:PORT]``, a trailing ``/metadata`` accepted),
+    else ``$AZIMDS_ENDPOINT``, else ``http://169.254.169.254``; an empty one is a UsageError."""
+    if endpoint is None:
+        endpoint = os.environ.get(ENDPOINT_ENV)
+        if endpoint is not None and not endpoint.strip():
+            raise UsageError(f"${ENDPOINT_ENV} is set but empty; unset it to reach {DEFAULT_ENDPOINT}")
+    elif not endpoint.strip():
+        raise UsageError(f"the endpoint is empty; leave it out to reach {DEFAULT_ENDPOINT}")
+    return Endpoint(endpoint or DEFAULT_ENDPOINT, paths=("", "/metadata"))
 
 
 # -- the client --------------------------------------------------------------------------------------------
@@ -108,14 +121,7 @@ class Client:
                  rng: Callable[[], float] = random.random, trace: Callable[[str], None] | None = None) -> None:
         if not deadline > 0 or not timeout > 0:
             raise UsageError("deadline and timeout must be more than 0 seconds")
-        if endpoint is None:
-            endpoint = os.environ.get(ENDPOINT_ENV)
-            if endpoint is not None and not endpoint.strip():
-                raise UsageError(f"${ENDPOINT_ENV} is set but empty; unset it to reach {DEFAULT_ENDPOINT}")
-        elif not endpoint.strip():
-            raise UsageError(f"the endpoint is empty; leave it out to reach {DEFAULT_ENDPOINT}")
-        base = endpoint or DEFAULT_ENDPOINT
-        self._endpoint = Endpoint(base, paths=("", "/metadata"))
+        self._endpoint = resolve_endpoint(endpoint)
         self.endpoint = self._endpoint.url
         self.deadline = deadline
         self.timeout = timeout
