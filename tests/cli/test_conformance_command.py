@@ -73,7 +73,7 @@ def test_compare_lists_exactly_what_was_doctored(vm, report_file, tmp_path):
     entries = {entry["id"]: entry for entry in doc["probes"]}
     entries["instance.unknown-key"]["status"] = 400
     entries["identity.token.no-resource"]["body"] = entries["identity.token.no-resource"]["body"].replace(
-        "audience", "resource")
+        "query variable", "parameter")
     del entries["identity.info"]["shape"]["tenantId"]
     doc["probes"].append({"id": "instance.from-the-future", "status": 200})
     doctored = tmp_path / "doctored.json"
@@ -83,8 +83,9 @@ def test_compare_lists_exactly_what_was_doctored(vm, report_file, tmp_path):
     assert done.stdout.splitlines() == [
         "instance.from-the-future: in the report, not a probe of this azimds",
         "instance.unknown-key: status 400 in report, 404 here",
-        "identity.token.no-resource: body differs: at character 58: '…\"error_description\":\"Required resource "
-        "parameter not specifi…' in report, '…\"error_description\":\"Required audience parameter not specifi…' here",
+        "identity.token.no-resource: body differs: at character 58: '…\"error_description\":\"Required parameter "
+        "\\'resource\\' is missin…' in report, '…\"error_description\":\"Required query variable \\'resource\\' "
+        "is m…' here",
         'identity.info: shape $.tenantId: missing in report, "string" here',
     ]
     assert done.stderr == ""

@@ -80,7 +80,9 @@ LISTING = "listing"  # a format=text listing: lines that are names kept, others 
 LEAF = "leaf"  # a format=text leaf value: every line masked
 TOKEN = "token"  # a 2xx also as the JWT header's alg/typ and claim names
 ATTESTED = "attested"  # a 2xx also as the signed content's shape
-RECORDS = (ANSWER, SHAPE, LISTING, LEAF, TOKEN, ATTESTED)
+VALUE = "value"  # a format=text leaf that names no VM (priority, a size): kept as it is, at most 64 characters
+EMPTY = "empty"  # a format=text leaf kept only as whether it is empty (a NIC's public IP)
+RECORDS = (ANSWER, SHAPE, LISTING, LEAF, TOKEN, ATTESTED, VALUE, EMPTY)
 
 
 class Probe(NamedTuple):
@@ -128,9 +130,6 @@ TOPICS: dict[str, str] = {
     "Scheduled events document": "documented: DocumentIncarnation and Events",
     "Token answer": "documented: every value a string",
     "Attested document": "documented: encoding and a PKCS#7 signature",
-    "The /metadata root": "issue 12: /metadata and /metadata/ themselves",
-    "Load balancer errors": "issue 12: paths below /metadata/loadbalancer",
-    "Scheduled events ETag": "issue 12: ETag and If-None-Match",
     "Reprovision data": "issue 12: /metadata/reprovisiondata",
 }
 
@@ -186,6 +185,15 @@ PROBES: tuple[Probe, ...] = (
     Probe("instance.bad-format", BAD_VALUE, "GET", f"/metadata/instance?api-version={IV}&format=xml"),
     Probe("instance.bad-extended", BAD_VALUE, "GET", f"/metadata/instance?api-version={IV}&extended=maybe"),
     Probe("instance.extended", "extended=true", "GET", f"/metadata/instance?api-version={IV}&extended=true"),
+    Probe("instance.priority", "`priority`", "GET", f"/metadata/instance/compute/priority?api-version={IV}&format=text",
+          record=VALUE),
+    Probe("instance.vm-size", "`resourceDisk.size`", "GET",
+          f"/metadata/instance/compute/vmSize?api-version={IV}&format=text", record=VALUE),
+    Probe("instance.resource-disk", "`resourceDisk.size`", "GET",
+          f"/metadata/instance/compute/storageProfile/resourceDisk/size?api-version={IV}&format=text", record=VALUE),
+    Probe("instance.public-ip", "Public IP of a VM behind a Standard load balancer", "GET",
+          f"/metadata/instance/network/interface/0/ipv4/ipAddress/0/publicIpAddress?api-version={IV}&format=text",
+          record=EMPTY),
     # which rule answers first when a request breaks two
     Probe("order.unknown-key-no-header", ORDER, "GET", f"/metadata/instance/compute/nosuch?api-version={IV}", NONE),
     Probe("order.options-no-header", ORDER, "OPTIONS", f"/metadata/instance?api-version={IV}", NONE),
@@ -195,8 +203,9 @@ PROBES: tuple[Probe, ...] = (
     Probe("order.duplicate-bad-version", ORDER, "GET",
           f"/metadata/instance?api-version={NO_VERSION}&api-version={NO_VERSION}"),
     # /metadata itself, its versions, unknown endpoints
-    Probe("metadata.root", "The /metadata root", "GET", "/metadata"),
-    Probe("metadata.root-slash", "The /metadata root", "GET", "/metadata/"),
+    Probe("metadata.root", "/metadata (the root)", "GET", "/metadata"),
+    Probe("metadata.root-slash", "/metadata (the root)", "GET", "/metadata/"),
+    Probe("metadata.root-versioned", "/metadata (the root)", "GET", f"/metadata?api-version={IV}"),
     Probe("metadata.unknown-endpoint", "Unknown path under /metadata", "GET", f"/metadata/foo?api-version={IV}"),
     Probe("versions", "Server header", "GET", "/metadata/versions"),
     Probe("versions.no-metadata-header", "/metadata/versions", "GET", "/metadata/versions", NONE),
@@ -225,8 +234,13 @@ PROBES: tuple[Probe, ...] = (
           f"/metadata/scheduledevents?api-version={SE}", JSON_POST,
           body=b'{"StartRequests":[{"EventId":"' + NIL.encode() + b'"}]}'),
     # /metadata/identity
-    Probe("identity.token", "Token answer", "GET",
+    Probe("identity.token", "Token claims", "GET",
           f"/metadata/identity/oauth2/token?api-version={ID}&resource={MANAGEMENT}", record=TOKEN),
+    Probe("identity.token.vault", "Token answer", "GET",
+          f"/metadata/identity/oauth2/token?api-version={ID}&resource=https%3A%2F%2Fvault.azure.net", record=TOKEN),
+    Probe("identity.token.no-trailing-slash", "Token request's `resource`", "GET",
+          f"/metadata/identity/oauth2/token?api-version={ID}&resource=https%3A%2F%2Fmanagement.azure.com",
+          record=TOKEN),
     Probe("identity.token.no-resource", "Token request without `resource`", "GET",
           f"/metadata/identity/oauth2/token?api-version={ID}"),
     Probe("identity.token.unknown-resource", "Token request's `resource`", "GET",
@@ -281,7 +295,8 @@ PROBES: tuple[Probe, ...] = (
     Probe("loadbalancer.bad-api-version", VERSION, "GET", f"/metadata/loadbalancer?api-version={NO_VERSION}"),
     Probe("loadbalancer.old-api-version", OLDER, "GET", "/metadata/loadbalancer?api-version=2020-09-01"),
     Probe("loadbalancer.no-metadata-header", HEADER, "GET", f"/metadata/loadbalancer?api-version={LB}", NONE),
-    Probe("loadbalancer.text", BAD_VALUE, "GET", f"/metadata/loadbalancer?api-version={LB}&format=text"),
+    Probe("loadbalancer.text", "Load balancer errors", "GET", f"/metadata/loadbalancer?api-version={LB}&format=text"),
+    Probe("loadbalancer.options", "Load balancer errors", "OPTIONS", f"/metadata/loadbalancer?api-version={LB}"),
     Probe("loadbalancer.unknown-path", "Load balancer errors", "GET",
           f"/metadata/loadbalancer/nosuch?api-version={LB}"),
 )
@@ -311,6 +326,10 @@ NOT_PROBED: dict[str, str] = {
     "Token validation": "emulator-only: its own discovery document and keys",
     "Attested caching": "times are not kept, and a cache shows only across requests",
     "Attested signing certificate": "emulator-only: its own CA",
+    "Approving while a shared world's engine is unreachable": "emulator-only: its own shared state",
+    "First scheduled-events request": "a VM's first request happens once: the scheduledevents probe goes first "
+                                      "among the events probes and is given two minutes (its answer's time is not "
+                                      "kept)",
 }
 
 
@@ -406,8 +425,17 @@ def _retry_after(value: str | None) -> float:
 def answer_record(probe: Probe, status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """What a report keeps of one answer (see the module's docstring): never a 2xx body itself."""
     out: dict[str, Any] = {"status": status, "headers": _headers(headers)}
+    if probe.record == EMPTY and status == 200 and not body:
+        out["empty"] = True
+        return out
     if not body or not 200 <= status < 300:
         out["body"] = scrub(body.decode("utf-8", "replace"))
+        return out
+    if probe.record == VALUE:
+        out["text"] = body.decode("utf-8", "replace")[:64]
+        return out
+    if probe.record == EMPTY:
+        out["empty"] = False
         return out
     if probe.record in (LISTING, LEAF):
         out["text"] = _masked(body.decode("utf-8", "replace"), keep_names=probe.record == LISTING)
