@@ -110,7 +110,7 @@ def test_get_set_patch_delete(ctl: Ctl) -> None:
     ctl.ok("patch", '{"compute": {"name": "web-03"}}')
     assert ctl.text(NAME) == "web-03"
     assert ctl.ok("delete", "compute/zone") is None
-    assert ctl.ok("get", "compute/zone") == ""  # the profile's default fills it again
+    assert ctl.ok("get", "compute/zone") == "1"  # the profile's value again
 
 
 def test_pretty_output_and_options_after_the_operation(ctl: Ctl) -> None:
@@ -255,7 +255,7 @@ def test_every_route_of_the_openapi_document_has_a_subcommand(ctl: Ctl) -> None:
     covered = {"/v1/metadata", "/v1/metadata/{path}", "/v1/tags", "/v1/events", "/v1/events/{eventId}/approve",
                "/v1/events/{eventId}/start", "/v1/events/{eventId}/complete", "/v1/events/{eventId}/cancel",
                "/v1/clock", "/v1/faults", "/v1/journal", "/v1/reset", "/v1/reload", "/metrics", "/openapi.json",
-               "/v1/fleet/walk"}
+               "/v1/fleet/walk", "/v1/reboot"}
     assert set(ctl.ok("openapi")["paths"]) == covered  # type: ignore[index]
 
 
@@ -316,6 +316,17 @@ def test_vm_selects_a_fleet_vm_and_fleet_walk_plans_update_domains(tmp_path: Pat
         now = ctl.ok("events", "list", "--vm", "web_1")["events"]  # type: ignore[index]
         assert [(e["type"], e["resources"], e["status"]) for e in now] == [("Reboot", ["web_1", "web_3"], "Scheduled")]
         assert ctl.fails(1, "fleet", "walk", "nope") == "azimds: no scale set named 'nope'"
+
+
+def test_reboot_shows_a_scale_set_instance_its_changed_tags(tmp_path: Path) -> None:
+    profile = tmp_path / "fleet.yaml"
+    profile.write_text(FLEET)
+    with emulated(tmp_path, profile, clock="manual") as ctl:
+        ctl.ok("tags", "tier=api", "--vm", "web_2")
+        assert ctl.ok("get", "compute/tags", "--vm", "web_2") == ""  # waits for a reboot
+        assert ctl.ok("reboot", "--vm", "web_2") is None
+        assert ctl.ok("get", "compute/tags", "--vm", "web_2") == "tier:api"
+        assert ctl.fails(1, "reboot", "--vm", "nobody") == "azimds: no VM named 'nobody'"
 
 
 # -- token and connection ----------------------------------------------------------------------------------

@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_faults(top.nest("faults", "list, add and clear faults"))
     _add_journal(top)
     _add_fleet(top.nest("fleet", "drive a fleet's scale sets"))
+    top.add("reboot", "the VM restarts (or is reimaged, or its disks change): a scale-set instance then shows the "
+                      "tags changed before", lambda a: Call("POST", "/v1/reboot"), per_vm=True)
     top.add("reset", "back to the profile: metadata and faults; events are cancelled",
             lambda a: Call("POST", "/v1/reset"))
     top.add("reload", "load the profile file again and reset to it", lambda a: Call("POST", "/v1/reload"))
@@ -316,8 +318,9 @@ def _add_metadata(top: _Builder) -> None:
     patch = top.add("patch", "merge-patch the document or a node (RFC 7396)",
                     lambda a: Call("PATCH", _metadata(a.path), a.patch), per_vm=True)
     patch.add_argument("path", nargs="?", metavar="PATH", help=path_help + " (default: the whole document)")
-    patch.add_argument("patch", type=_value, metavar="JSON", help="the merge patch; null removes a key")
-    delete = top.add("delete", "remove a node (the profile's defaults fill it again)",
+    patch.add_argument("patch", type=_value, metavar="JSON", help="the merge patch; null undoes a key's changes")
+    delete = top.add("delete", "undo a node's changes (back to the profile's value, or its default); an array "
+                               "item is removed",
                      lambda a: Call("DELETE", _metadata(a.path)), per_vm=True)
     delete.add_argument("path", type=_node, metavar="PATH", help=path_help)
     tags = top.add("tags", "replace every tag (compute.tags and tagsList together)", _tags, per_vm=True)
@@ -343,7 +346,7 @@ def _add_events(events: _Builder) -> None:
     schedule.add_argument("--duration", type=int, metavar="N",
                           help="DurationInSeconds: expected impact, -1 unknown (default: per type)")
     schedule.add_argument("--active", type=_span, metavar="SECONDS",
-                          help="seconds it stays Started before it is gone (default: its duration, else per type)")
+                          help="seconds it stays Started before it is gone (default: per type, 5 or 10 minutes)")
     schedule.add_argument("--description", metavar="TEXT", help="Description (default: what Azure writes)")
     schedule.add_argument("--id", dest="event_id", metavar="EVENT_ID", help="EventId (default: a new GUID)")
     schedule.add_argument("--started", action="store_true", help="publish it Started (a hardware failure)")

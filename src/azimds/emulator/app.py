@@ -80,7 +80,7 @@ class App:
             pki.check()
             pki.prepare()
             self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios,
-                               node=config.node)
+                               node=config.node, scale_set_tags=config.scale_set_tags)
         except BaseException:
             self._release()
             raise

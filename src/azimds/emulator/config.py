@@ -239,6 +239,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("events_first_call_delay", _delay, 0.0, "answer each VM's first scheduled-events request (and its first "
            "after 24 h without one) SECONDS late, as Azure may take up to 120 while it enables the service",
            "SECONDS", "eventsFirstCallDelay"),
+    Option("scale_set_tags", _choice("reboot", "immediate"), "reboot", "when a scale-set instance shows tags "
+           "the control plane changed: at its next reboot (as Azure) or at once", "WHEN", "scaleSetTags",
+           choices=("reboot", "immediate")),
     Option("fault", _faults, (), "inject a fault, e.g. '/metadata/instance*=status:410,first-seconds:70' "
            "(see README 'Faults'); added to the profile's", "PATTERN=SPEC", "faults", repeatable=True),
     Option("clock", _choice("real", "manual"), "real", "real time, or manual: time moves only when the "
@@ -287,6 +290,7 @@ class Config:
     newest_version: str | None = None
     server_version: str = SERVER_VERSION
     events_first_call_delay: float = 0.0
+    scale_set_tags: str = "reboot"
     fault: tuple[Any, ...] = ()  # model.faults.FaultRule: the profile's, then the environment's and the flags'
     clock: str = "real"
     clock_speed: float = 1.0

@@ -233,6 +233,10 @@ class ControlCalls:
     def clear_faults(self) -> None:
         self._call(self._world.clear_faults)
 
+    def reboot(self, vm: str | None = None) -> None:
+        """The VM restarts: a scale-set instance then shows the tags changed before."""
+        self._call(lambda: self._world.reboot(self._vm(vm)))
+
     def reset(self) -> None:
         self._call(self._world.reset)
 

@@ -50,9 +50,12 @@ def test_a_bad_change_is_refused_whole(emu):
 
 
 def test_patch_and_delete(emu):
-    ctl(emu, "PATCH", "/v1/metadata/compute", {"zone": "3", "userData": None})
+    ctl(emu, "PATCH", "/v1/metadata/compute", {"zone": "3", "userData": ""})
     c = fetch(emu.url, "/metadata/instance/compute?api-version=2021-02-01").json()
     assert c["zone"] == "3" and c["userData"] == ""
+    ctl(emu, "PATCH", "/v1/metadata/compute", {"userData": None})  # null undoes the change: the profile's again
+    c = fetch(emu.url, "/metadata/instance/compute?api-version=2021-02-01").json()
+    assert c["zone"] == "3" and c["userData"].startswith("IyEv")
     assert ctl(emu, "DELETE", "/v1/metadata/compute/storageProfile/dataDisks/0").status == 204
     assert fetch(emu.url, "/metadata/instance/compute/storageProfile/dataDisks?api-version=2021-02-01").json() == []
     assert ctl(emu, "GET", "/v1/metadata/compute/nothing").status == 404

@@ -367,3 +367,98 @@ def test_approving_for_a_vm_that_does_not_exist_is_an_error(emu_ctl):
     reply = ctl("POST", f"/v1/events/{event}/approve?by=nobody")
     assert reply.status == 404 and "nobody" in reply.json()["error"]
     assert fetch(imds.url, SE).json()["Events"][0]["EventStatus"] == "Scheduled"
+
+
+# -- 7. derived fields follow their sources; delete goes back to the profile ------------------------------------
+
+def test_a_new_name_carries_the_fields_derived_from_it(emu_ctl):
+    """Azure derives resourceId, the OS disk's name and computerName from the VM's name (the defaults follow
+    Azure's naming); a control-plane change of the name moves them with it, unless the profile gave them."""
+    imds, ctl = emu_ctl
+    before = fetch(imds.url, "/metadata/instance/compute?api-version=2021-02-01").json()
+    assert ctl("PUT", "/v1/metadata/compute/name", "web-02").status == 200
+    after = fetch(imds.url, "/metadata/instance/compute?api-version=2021-02-01").json()
+    assert after["resourceId"] == before["resourceId"].replace("/virtualMachines/web-01", "/virtualMachines/web-02")
+    assert after["osProfile"]["computerName"] == "web-02"
+    assert after["storageProfile"]["osDisk"]["name"].startswith("web-02_OsDisk_1_")
+    assert after["vmId"] != before["vmId"]  # derived from the resource id
+    assert after["storageProfile"]["dataDisks"][0]["name"] == "web-01_DataDisk_0"  # the profile names it
+
+
+def test_a_new_size_carries_its_temporary_disk(emu_ctl):
+    """resourceDisk.size derives from vmSize (see item 6): a size change moves it."""
+    imds, ctl = emu_ctl
+    ctl("PUT", "/v1/metadata/compute/vmSize", "Standard_D2s_v5")
+    assert fetch(imds.url, "/metadata/instance/compute/storageProfile/resourceDisk/size"
+                           "?api-version=2021-02-01&format=text").body == b"0"
+
+
+@pytest.mark.parametrize("how", ["delete", "patch-null"])
+def test_removing_a_change_returns_to_the_profile(emu_ctl, how):
+    """Deleting compute/zone answered "" where the profile says "1": a removed member goes back to the profile's
+    value (or the generated default), whether by DELETE or by a merge patch's null."""
+    imds, ctl = emu_ctl
+    zone = "/metadata/instance/compute/zone?api-version=2021-02-01&format=text"
+    ctl("PUT", "/v1/metadata/compute/zone", "3")
+    assert fetch(imds.url, zone).body == b"3"
+    if how == "delete":
+        assert ctl("DELETE", "/v1/metadata/compute/zone").status == 204
+    else:
+        ctl("PATCH", "/v1/metadata/compute", {"zone": None})
+    assert fetch(imds.url, zone).body == b"1"
+    ctl("PUT", "/v1/metadata/compute/resourceId", "/subscriptions/x/resourceGroups/y/providers/p/t/z")
+    ctl("DELETE", "/v1/metadata/compute/resourceId")  # the profile does not give it: derived again
+    assert fetch(imds.url, "/metadata/instance/compute/resourceId?api-version=2021-02-01&format=text").body.endswith(
+        b"/virtualMachines/web-01")
+    assert not imds.vm.changed  # every change undone: the VM is the profile's again
+
+
+# -- 9. scale-set instances see changed tags at their next reboot -----------------------------------------------
+
+FLEET = {"fleet": {"scaleSets": [{"name": "web", "capacity": 2, "addresses": "127.1.0.0", "tags": {"tier": "web"}}]}}
+TAGS = "/metadata/instance/compute/tags?api-version=2021-02-01&format=text"
+
+
+def test_a_scale_set_instance_sees_changed_tags_after_a_reboot():
+    """DOC (IMDS FAQ): "Currently tags for scale sets only show to the VM on a reboot, reimage, or disk change to
+    the instance." A standalone VM sees them at once."""
+    with Emulator(FLEET, clock="manual") as imds:
+        assert control(imds, "PUT", "/v1/tags?vm=web_0", {"tier": "api"}).json() == {"tags": "tier:api"}
+        assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:web"  # not yet
+        control(imds, "PUT", "/v1/tags", {"role": "jump"})  # the profile's own VM is no scale-set instance
+        assert fetch(imds.url, TAGS).body == b"role:jump"
+        assert control(imds, "POST", "/v1/reboot?vm=web_0").status == 204
+        assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:api"
+        assert fetch(imds.url, TAGS, source="127.1.0.1").body == b"tier:web"  # the other instance: unchanged
+
+
+def test_a_reboot_event_shows_the_tags_when_it_starts():
+    """A platform or user Reboot (or Redeploy) restarts the VM: the tags changed before it show once it has
+    Started, whether by approval or at its NotBefore."""
+    with Emulator(FLEET, clock="manual") as imds:
+        control(imds, "PUT", "/v1/tags?vm=web_1", {"tier": "batch"})
+        control(imds, "POST", "/v1/events?vm=web_1", {"type": "Reboot", "resources": ["web_1"]})
+        assert fetch(imds.url, TAGS, source="127.1.0.1").body == b"tier:web"
+        control(imds, "POST", "/v1/clock", {"advance": 15 * 60})  # NotBefore: Started
+        assert fetch(imds.url, TAGS, source="127.1.0.1").body == b"tier:batch"
+
+
+def test_tags_changed_after_the_reboot_wait_for_the_next(tmp_path):
+    """Changes kept for a reboot survive a restart of the emulator, and only a reboot after them shows them."""
+    state = tmp_path / "state"
+    with Emulator(FLEET, clock="manual", state_dir=state) as imds:
+        control(imds, "POST", "/v1/reboot?vm=web_0")
+        control(imds, "POST", "/v1/clock", {"advance": 60})
+        control(imds, "PUT", "/v1/tags?vm=web_0", {"tier": "later"})
+    with Emulator(FLEET, clock="manual", state_dir=state) as imds:
+        assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:web"
+        assert control(imds, "GET", "/v1/metadata/compute/tags?vm=web_0").json() == "tier:web"
+        control(imds, "POST", "/v1/reboot?vm=web_0")
+        assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:later"
+
+
+def test_a_profile_can_show_scale_set_tags_at_once():
+    """The switch for tests that want the standalone behaviour everywhere: azimds.scaleSetTags: immediate."""
+    with Emulator({**FLEET, "azimds": {"scaleSetTags": "immediate"}}, clock="manual") as imds:
+        control(imds, "PUT", "/v1/tags?vm=web_0", {"tier": "api"})
+        assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:api"

@@ -23,6 +23,7 @@ FLEET = {
     "fleet": {"vms": [{"addresses": ["127.0.0.2"], "availabilitySet": "db", "compute": {"name": "db-1"}},
                       {"addresses": ["127.0.0.3"], "availabilitySet": "db", "compute": {"name": "db-2"}}],
               "scaleSets": [{"name": "web", "capacity": 40, "addresses": "127.1.0.0", "subnet": "10.1.0.0/24"}]},
+    "azimds": {"scaleSetTags": "immediate"},  # what is kept is the question here, not when instances show it
 }
 VMS = ["first", "db-1", "db-2", *(f"web_{i}" for i in range(40))]
 

@@ -126,6 +126,7 @@ def test_per_vm_control_and_rate_limits():
         reply = fetch(imds.control_url, "/v1/tags?vm=web_4", method="PUT", metadata=False, headers=auth,
                       body=json.dumps({"only": "me"}).encode())
         assert reply.json() == {"tags": "only:me"}
+        imds.control.reboot("web_4")  # a scale-set instance shows changed tags once it reboots
         assert compute_of(imds, "127.1.0.4")["tags"] == "only:me"
         assert compute_of(imds, "127.1.0.5")["tags"] != "only:me"
         url = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"

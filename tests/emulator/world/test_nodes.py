@@ -29,7 +29,8 @@ TOKEN = "node-secret"
 CAPACITY = 12
 FLEET = {"compute": {"name": "first"},
          "fleet": {"scaleSets": [{"name": "web", "capacity": CAPACITY, "addresses": "127.1.0.0",
-                                  "subnet": "10.1.0.0/24"}]}}
+                                  "subnet": "10.1.0.0/24"}]},
+         "azimds": {"scaleSetTags": "immediate"}}  # scale-set instances show changed tags at once
 TAGS = "/metadata/instance/compute/tags?api-version=2021-02-01&format=text"
 SE = "/metadata/scheduledevents?api-version=2020-07-01"
 #: Which node answers which VM (web_i calls from 127.1.0.i): a, b and c each answer four of them.

@@ -20,6 +20,7 @@ FLEET = {
     "compute": {"name": "first"},
     "fleet": {"vms": [{"addresses": ["127.0.0.2"], "availabilitySet": "db", "compute": {"name": "db-1"}}],
               "scaleSets": [{"name": "web", "capacity": 50, "addresses": "127.1.0.0", "subnet": "10.1.0.0/24"}]},
+    "azimds": {"scaleSetTags": "immediate"},  # what is kept is the question here, not when instances show it
 }
 TAGS = "/metadata/instance/compute/tags?api-version=2021-02-01&format=text"
 SE = "/metadata/scheduledevents?api-version=2020-07-01"

@@ -142,6 +142,10 @@ class ControlPlane:
     def put_tags(self, query: dict[str, str], body: bodies.Tags) -> Response:
         return _json(200, {"tags": self.world.set_tags(self.world.vm(query.get("vm")), body.root)})
 
+    def reboot(self, query: dict[str, str]) -> Response:
+        self.world.reboot(self.world.vm(query.get("vm")))
+        return Response(204)
+
     # -- events ----------------------------------------------------------------------------------------
     def get_events(self, query: dict[str, str]) -> Response:
         return _json(200, _events(self.world.vm(query.get("vm")).events))

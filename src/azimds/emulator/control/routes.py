@@ -54,8 +54,10 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/v1/metadata/{path}", "put_node", "replace a node (validated like a profile)", body=Any,
           answer=Any, per_vm=True),
     Route("PATCH", "/v1/metadata/{path}", "patch_node", "merge-patch a node", body=Any, answer=Any, per_vm=True),
-    Route("DELETE", "/v1/metadata/{path}", "delete_node", "remove a node (defaults fill it again)", status=204,
-          per_vm=True),
+    Route("DELETE", "/v1/metadata/{path}", "delete_node", "undo a node's changes: back to the profile's value (or "
+          "its default); an array item is removed", status=204, per_vm=True),
+    Route("POST", "/v1/reboot", "reboot", "the VM restarts (or is reimaged, or its disks change): a scale-set "
+          "instance then shows the tags changed before", status=204, per_vm=True),
     Route("PUT", "/v1/tags", "put_tags", "replace every tag", body=bodies.Tags, answer=bodies.TagsView,
           per_vm=True),
     Route("GET", "/v1/events", "get_events", "events and DocumentIncarnation", answer=bodies.EventsView,

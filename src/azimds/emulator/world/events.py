@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from email.utils import formatdate
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, Literal, NotRequired, TypeVar, cast
 
 import pydantic
 from pydantic import Field
@@ -47,6 +47,7 @@ _DESCRIPTIONS = {
     ("Redeploy", "Platform"): "Host server is undergoing maintenance.",
 }
 FAILURE_DESCRIPTION = "Host server is undergoing an emergency repair."
+_RESTARTS = frozenset({"Reboot", "Redeploy"})  # event types that restart the VMs they list
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,6 +115,7 @@ class EventBook:
         self.incarnation = incarnation
         self.events: dict[str, Event] = {e.id: e for e in events}
         self.pending: list[PlannedEvent] = []  # events not yet published (scenarios, fleet walks)
+        self.reboots: dict[str, float] = {}  # VM name -> when it last restarted (a Reboot or Redeploy, or told)
         self.lock = threading.RLock()
         self._due_at = self._next_due()
 
@@ -145,6 +147,7 @@ class EventBook:
             if event.status == "Scheduled":
                 event.status, event.started = "Started", when
                 self.incarnation += 1
+                self._restarted(event, when)
                 self._release_terminates(when)
             else:
                 del self.events[event.id]
@@ -209,6 +212,8 @@ class EventBook:
                       now if spec.started else None, approval=spec.approval)
         self.events[event_id] = event
         self.incarnation += 1
+        if spec.started:
+            self._restarted(event, now)
         self._changed()
         return event
 
@@ -281,7 +286,28 @@ class EventBook:
     def _start(self, event: Event) -> None:
         event.status, event.started = "Started", self.clock()
         self.incarnation += 1
+        self._restarted(event, event.started)
         self._changed()
+
+    def _restarted(self, event: Event, when: float) -> None:
+        """A Reboot or Redeploy that starts restarts the VMs it lists."""
+        if event.type in _RESTARTS:
+            for name in event.resources:
+                self.reboots[name] = when
+
+    @_locked
+    def record_reboot(self, names: Iterable[str]) -> None:
+        """VMs restarted now without an event (a restart, reimage or disk change the control plane reports)."""
+        self.catch_up()
+        now = self.clock()
+        for name in names:
+            self.reboots[name] = now
+
+    @_locked
+    def rebooted_since(self, name: str, since: float) -> bool:
+        """Whether the VM restarted at or after ``since`` (emulated time)."""
+        self.catch_up()
+        return self.reboots.get(name, -math.inf) >= since
 
     def _remove(self, event: Event) -> None:
         del self.events[event.id]
@@ -300,16 +326,18 @@ class EventBook:
     @_locked
     def to_json(self) -> str:
         return json.dumps({"incarnation": self.incarnation, "events": [asdict(e) for e in self.events.values()],
-                           "pending": [p.to_mapping() for p in self.pending]}, sort_keys=True)
+                           "pending": [p.to_mapping() for p in self.pending], "reboots": self.reboots},
+                          sort_keys=True)
 
     @_locked
     def load_json(self, text: str) -> None:
         """Become the book saved by ``to_json`` (then caught up to now, as every process does with it);
         ValueError (nothing changed) when the text is not one."""
-        incarnation, events, pending = parse_saved(text)
+        incarnation, events, pending, reboots = parse_saved(text)
         self.incarnation = incarnation
         self.events = {e.id: e for e in events}
         self.pending = pending
+        self.reboots = reboots
         self._due_at = self._next_due()
 
 
@@ -341,13 +369,14 @@ class _SavedBook(TypedDict):
     incarnation: Annotated[int, Field(ge=1)]
     events: list[_SavedEvent]
     pending: list[dict[str, Any]]
+    reboots: NotRequired[dict[Annotated[str, Field(min_length=1)], float]]  # books of earlier versions have none
 
 
 _SAVED: list[pydantic.TypeAdapter[_SavedBook]] = []
 
 
-def parse_saved(text: str) -> tuple[int, list[Event], list[PlannedEvent]]:
-    """A saved book's incarnation, events and planned events; ValueError saying what is wrong."""
+def parse_saved(text: str) -> tuple[int, list[Event], list[PlannedEvent], dict[str, float]]:
+    """A saved book's incarnation, events, planned events and restarts; ValueError saying what is wrong."""
     if not _SAVED:
         _SAVED.append(pydantic.TypeAdapter(_SavedBook))
     try:
@@ -356,6 +385,6 @@ def parse_saved(text: str) -> tuple[int, list[Event], list[PlannedEvent]]:
         pending = [PlannedEvent.from_mapping(p) for p in data["pending"]]
     except (pydantic.ValidationError, KeyError, TypeError) as exc:
         raise ValueError(f"not a saved event book: {' '.join(str(exc).split())[:300]}") from None
-    return data["incarnation"], events, pending
+    return data["incarnation"], events, pending, dict(data.get("reboots", {}))
 
 

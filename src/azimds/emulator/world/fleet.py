@@ -13,8 +13,9 @@ import ipaddress
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..model.fleet import FleetSpec, ScaleSet, explicit_tree, member_tree
+from ..model.fleet import ExplicitVm, FleetSpec, ScaleSet, explicit_tree, member_tree
 from ..model.profile import Profile, VmModel, validate_tree, vm_model
 from .events import EventBook
 from .vm import VmState
@@ -43,12 +44,14 @@ class Fleet:
         self._addresses: dict[str, tuple[ScaleSet, int] | None] = {}  # source address -> member, a cache
         self._by_name: dict[str, VmState] = {first.name: first}  # the first, explicit VMs and pinned members
         self._live: OrderedDict[str, VmState] = OrderedDict()  # unchanged members made, oldest first
+        self._explicit_specs: dict[str, ExplicitVm] = {}  # name -> its entry in the profile
         for vm in self.spec.vms:
             tree = validate_tree(explicit_tree(self.spec, profile.tree, vm), profile.source)
             model = vm_model(tree, profile.identity_section, profile.source)
             shared = book(f"avset:{vm.availability_set}") if vm.availability_set else None
             state = make(model, shared)
             self._by_name[state.name] = state
+            self._explicit_specs[state.name] = vm
             for address in vm.addresses:
                 self._explicit[address] = state
 
@@ -121,6 +124,17 @@ class Fleet:
                 self._live[name] = state
                 self._evict()
         return state
+
+    def tree_of(self, name: str) -> dict[str, Any] | None:
+        """What the profile says of a VM besides the first, before defaults (None: not one of the fleet's)."""
+        explicit = self._explicit_specs.get(name)
+        if explicit is not None:
+            return validate_tree(explicit_tree(self.spec, self.profile.tree, explicit), self.profile.source)
+        set_name, _, index = name.rpartition("_")
+        scale_set = self.spec.scale_set(set_name)
+        if scale_set is None or not index.isdigit() or int(index) >= scale_set.capacity:
+            return None
+        return member_tree(self.spec, self.profile.tree, self.first.model.instance["compute"], scale_set, int(index))
 
     def pin(self, state: VmState) -> None:
         """Keep a member made for good (the control plane changed it)."""

@@ -67,8 +67,9 @@ class World:
 
     def __init__(self, profile: Profile, *, clock: Clock | None = None, faults: Iterable[FaultRule] = (),
                  store: Store | None = None, journal_size: int = 10_000,
-                 scenarios: Iterable[ScenarioEntry] = (), node: str | None = None):
+                 scenarios: Iterable[ScenarioEntry] = (), node: str | None = None, scale_set_tags: str = "reboot"):
         self.profile = profile
+        self.tags_on_reboot = scale_set_tags == "reboot"  # a scale-set instance shows changed tags at a reboot
         self.clock = clock or Clock()
         self.store = store or MemoryStore()
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
@@ -134,8 +135,8 @@ class World:
         if not path:
             raise InvalidChange("give a path below the document, e.g. compute/tags")
 
-        def edit(doc: dict[str, Any]) -> None:
-            parent = _walk(doc, path[:-1], create=True)
+        def edit(draft: _Draft) -> None:
+            parent = draft.walk(path[:-1], create=True)
             key = path[-1]
             if isinstance(parent, list):
                 index = _index(key, len(parent) + 1)
@@ -147,7 +148,7 @@ class World:
                 parent[key] = value
             else:
                 raise InvalidChange(f"{'/'.join(path[:-1])} is a value, not a mapping or a list")
-            _untangle_tags(doc, path)
+            _untangle_tags(draft.source, path)
 
         self._change_vm(vm, edit)
         return self.read_node(vm, path)
@@ -158,46 +159,49 @@ class World:
             if not isinstance(patch, dict):
                 raise InvalidChange("a patch of the whole document is a JSON object")
 
-            def edit_all(doc: dict[str, Any]) -> None:
-                merged = _merge_patch(doc, patch)
-                doc.clear()
-                doc.update(merged)
+            def edit_all(draft: _Draft) -> None:
+                merged = _merge_patch(draft.source, patch, draft.original([]))
+                draft.source.clear()
+                draft.source.update(merged)
                 compute_patch = patch.get("compute")
-                _untangle_tags(doc, ["compute", "tags"] if isinstance(compute_patch, dict)
+                _untangle_tags(draft.source, ["compute", "tags"] if isinstance(compute_patch, dict)
                                and "tags" in compute_patch else [])
 
             self._change_vm(vm, edit_all)
             return vm.document()
 
-        def edit(doc: dict[str, Any]) -> None:
-            parent = _walk(doc, path[:-1])
+        def edit(draft: _Draft) -> None:
+            draft.shown_node(path)  # NoSuchTarget when the VM has no such node
+            parent = draft.walk(path[:-1])
             key = path[-1]
             if isinstance(parent, list):
                 index = _index(key, len(parent))
-                parent[index] = _merge_patch(parent[index], patch)
-            elif isinstance(parent, dict) and key in parent:
-                parent[key] = _merge_patch(parent[key], patch)
+                parent[index] = _merge_patch(parent[index], patch, draft.original(path))
             else:
-                raise NoSuchTarget(f"no such node: {'/'.join(path)}")
-            _untangle_tags(doc, path)
+                parent[key] = _merge_patch(parent.get(key), patch, draft.original(path))
+            _untangle_tags(draft.source, path)
 
         self._change_vm(vm, edit)
         return self.read_node(vm, path)
 
     def delete_node(self, vm: VmState, path: list[str]) -> None:
-        """Remove the node at ``path``; defaults fill it again where the real service always has it."""
+        """Undo the changes to the node at ``path``: a member goes back to what the profile says (or the default
+        derived from the rest, as if it had never been given); an array item is removed."""
         if not path:
             raise InvalidChange("give a path below the document, e.g. compute/userData")
 
-        def edit(doc: dict[str, Any]) -> None:
-            parent = _walk(doc, path[:-1])
+        def edit(draft: _Draft) -> None:
+            draft.shown_node(path)  # NoSuchTarget when the VM has no such node
+            parent = draft.walk(path[:-1])
             if isinstance(parent, list):
                 del parent[_index(path[-1], len(parent))]
-            elif isinstance(parent, dict) and path[-1] in parent:
-                del parent[path[-1]]
             else:
-                raise NoSuchTarget(f"no such node: {'/'.join(path)}")
-            _untangle_tags(doc, path)
+                original = draft.original(path)
+                if original is _MISSING:
+                    parent.pop(path[-1], None)
+                else:
+                    parent[path[-1]] = deepcopy(original)
+            _untangle_tags(draft.source, path)
 
         self._change_vm(vm, edit)
 
@@ -205,29 +209,62 @@ class World:
         """Replace the VM's tags (both the ``tags`` string and ``tagsList``); returns the ``tags`` string."""
         if not isinstance(tags, dict) or not all(isinstance(v, (str, int, float, bool)) for v in tags.values()):
             raise InvalidChange("tags are a mapping of names to string values")
-        self._change_vm(vm, lambda doc: with_tags(doc["compute"], {str(k): _tag_text(v) for k, v in tags.items()}))
-        return str(vm.instance["compute"]["tags"])
+        wanted = {str(k): _tag_text(v) for k, v in tags.items()}
+        self._change_vm(vm, lambda draft: with_tags(draft.source.setdefault("compute", {}), wanted))
+        pending = vm.pending
+        return str(pending["tags"] if pending is not None and "tags" in pending else vm.instance["compute"]["tags"])
 
-    def _change_vm(self, vm: VmState, edit: Callable[[dict[str, Any]], None]) -> None:
-        """Edit the VM's documents as the store holds them now; validate, complete, write, then show."""
+    def _change_vm(self, vm: VmState, edit: Callable[[_Draft], None]) -> None:
+        """Edit what the VM is, as the store holds it now (the profile's tree with every change so far, before
+        defaults: so derived fields follow their sources); validate, complete, write, then show.
+
+        A scale-set instance's tags change only when it next reboots (the IMDS FAQ): a change to them is kept
+        apart (``pending``) until then, unless the emulator shows them at once (``scale_set_tags``)."""
         key = f"vm/{vm.name}"
+        profile_source = self._profile_source(vm)
 
         def change(current: dict[str, str]) -> Rows:
             if key in current:
-                saved = json.loads(current[key])
-                doc = dict(saved["instance"])
-                if saved["loadbalancer"] is not None:
-                    doc["loadbalancer"] = saved["loadbalancer"]
+                source, _, pending = _saved_source(current[key])
             else:
-                doc = dict(vm.model.instance)
-                if vm.model.loadbalancer is not None:
-                    doc["loadbalancer"] = vm.model.loadbalancer
-            doc = deepcopy(doc)
-            edit(doc)
-            instance, loadbalancer = _validated(doc)
-            return {key: encode({"instance": instance, "loadbalancer": loadbalancer})}
+                source, pending = deepcopy(profile_source), None
+            if pending is not None and vm.events.rebooted_since(vm.name, pending["since"]):
+                source = _with_tags(source, pending)  # shown since that reboot: now simply the VM's tags
+                pending = None
+            shown = vm.document()
+            draft = _Draft(deepcopy(source), shown, profile_source)
+            edit(draft)
+            new_source, instance, loadbalancer = _validated(draft.source)
+            if self.tags_on_reboot and instance["compute"].get("vmScaleSetName"):
+                tags = _tag_fields(new_source)
+                if tags != _tag_fields(source):
+                    pending = {**tags, "since": self.clock.now()}
+                    new_source = _with_tags(new_source, {"tags": None, "tagsList": None, **_tag_fields(source)})
+                    _validated(_with_tags(deepcopy(new_source), pending))  # what the reboot will show is valid too
+                    new_source, instance, loadbalancer = _validated(new_source)
+            if new_source == profile_source and pending is None:
+                return {key: None}  # back to what the profile says
+            return {key: encode({"source": _without_lb(new_source), "loadbalancer": loadbalancer,
+                                 "pending": pending})}
 
         self._commit([key], change)
+
+    def _profile_source(self, vm: VmState) -> dict[str, Any]:
+        """What the profile says of a VM, before defaults, with its load balancer (validated; a copy)."""
+        tree = None
+        if vm is not self.first and self.fleet is not None:
+            tree = self.fleet.tree_of(vm.name)
+        if tree is None:
+            tree = self.profile.tree if vm is self.first else vm.model.instance
+        tree = validate_tree(deepcopy(tree), "")
+        if vm.model.loadbalancer is not None:
+            tree["loadbalancer"] = deepcopy(vm.model.loadbalancer)
+        return tree
+
+    def reboot(self, vm: VmState) -> None:
+        """The VM restarts (or is reimaged, or its disks change): changes to a scale-set instance's tags made
+        before now become visible."""
+        self._change_book(vm.book_key, lambda book: book.record_reboot([vm.name]))
 
     # -- events --------------------------------------------------------------------------------------------
     def schedule(self, vm: VmState, spec: EventSpec) -> Event:
@@ -404,7 +441,16 @@ class World:
     def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
         key = next((k for k, b in self._books.items() if b is book), None) if book is not None else None
         key = key or f"vm:{model.name}"
-        return VmState(model, self._book(key), self.faults, key, self.approve_events)
+        return VmState(model, self._book(key), self.faults, key, self.approve_events, self._reveal)
+
+    @staticmethod
+    def _reveal(vm: VmState) -> None:
+        """The VM rebooted since its tags changed: show them (every process computes the same from the rows)."""
+        if vm.source is None or vm.pending is None:
+            return
+        source = _with_tags(vm.source, vm.pending)
+        _, instance, loadbalancer = _validated(deepcopy(source))
+        vm.replace(instance, loadbalancer, source, None)
 
     def _book(self, key: str) -> EventBook:
         book = self._books.get(key)
@@ -486,10 +532,10 @@ class World:
             vm = self.vm(key[3:])
             if value is None:
                 return lambda: vm.replace(vm.model.instance, vm.model.loadbalancer)
-            instance, loadbalancer = _saved_documents(value)
+            source, (instance, loadbalancer), pending = _saved_source(value)
 
             def apply_vm() -> None:
-                vm.replace(instance, loadbalancer)
+                vm.replace(instance, loadbalancer, source, pending)
                 if self.fleet is not None:
                     self.fleet.pin(vm)
             return apply_vm
@@ -602,8 +648,61 @@ class _NothingToWrite(Exception):
     """Raised inside a change to write nothing (and say why through the caller's own state)."""
 
 
-def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A whole new document validated and completed: (instance, loadbalancer). Raises InvalidChange."""
+_MISSING: Any = object()  # what the profile says of a node it leaves out
+
+
+class _Draft:
+    """A change being made to a VM: ``source`` (what the VM is, before defaults: the profile's tree with every
+    change so far, its load balancer under ``loadbalancer``) being edited, ``shown`` (its documents as served
+    now) and ``profile`` (what the profile says: where a removed member goes back to)."""
+
+    def __init__(self, source: dict[str, Any], shown: dict[str, Any], profile: dict[str, Any]):
+        self.source, self.shown, self.profile = source, shown, profile
+
+    def shown_node(self, path: list[str]) -> Any:
+        """The node at ``path`` as the VM shows it; NoSuchTarget when it has none."""
+        return _walk(self.shown, path)
+
+    def walk(self, path: list[str], create: bool = False) -> Any:
+        """The node at ``path`` in ``source``, made there from what the VM shows where ``source`` leaves it out (a
+        list is copied whole, a mapping begun empty); with ``create``, mappings the VM lacks are made too."""
+        node: Any = self.source
+        shown: Any = self.shown
+        for depth, key in enumerate(path):
+            if isinstance(node, list):
+                index = _index(key, len(node))
+                node = node[index]
+                shown = shown[index] if isinstance(shown, list) and index < len(shown) else None
+                continue
+            if not isinstance(node, dict):
+                raise InvalidChange(f"{'/'.join(path[:depth])} is a value, not a mapping or a list")
+            there = shown.get(key) if isinstance(shown, dict) else None
+            if key not in node:
+                if isinstance(there, list):
+                    node[key] = deepcopy(there)
+                elif isinstance(there, dict) or create:
+                    node[key] = {}
+                else:
+                    raise NoSuchTarget(f"no such node: {'/'.join(path)}")
+            node, shown = node[key], there
+        return node
+
+    def original(self, path: list[str]) -> Any:
+        """What the profile says at ``path`` (``_MISSING`` when it says nothing there)."""
+        node: Any = self.profile
+        for key in path:
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                return _MISSING
+        return node
+
+
+def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """A VM's source (its tree before defaults, with ``loadbalancer``) validated: (the validated source, the
+    completed instance document, the load balancer document). Raises InvalidChange."""
     _check_text(doc)
     extra = sorted(set(doc) - set(_DOC_PARTS))
     if extra:
@@ -612,27 +711,67 @@ def _validated(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | No
         validated = validate_tree(doc, "")
     except ProfileError as exc:
         raise InvalidChange(_CONTROL, exc.problems) from None
-    loadbalancer = validated.pop("loadbalancer", None)
-    problems = public_ip_problems(validated, loadbalancer)
-    instance = complete(validated, problems)
+    tree = dict(validated)
+    loadbalancer = tree.pop("loadbalancer", None)
+    problems = public_ip_problems(tree, loadbalancer)
+    instance = complete(tree, problems)
     if problems:
         raise InvalidChange(_CONTROL, problems)
-    return instance, loadbalancer
+    return validated, instance, loadbalancer
 
 
-def _saved_documents(value: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+_TAG_FIELDS = ("tags", "tagsList")
+
+
+def _tag_fields(tree: dict[str, Any]) -> dict[str, Any]:
+    """The tags a source gives (None for a form it leaves to be derived)."""
+    compute = tree.get("compute")
+    return {name: compute.get(name) if isinstance(compute, dict) else None for name in _TAG_FIELDS}
+
+
+def _with_tags(tree: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``tree`` whose tags are ``fields``'s (None: the form is derived from the other)."""
+    tree = deepcopy(tree)
+    compute = tree.setdefault("compute", {})
+    for name in _TAG_FIELDS:
+        if fields.get(name) is None:
+            compute.pop(name, None)
+        else:
+            compute[name] = deepcopy(fields[name])
+    return tree
+
+
+def _without_lb(source: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in source.items() if key != "loadbalancer"}
+
+
+def _saved_source(value: str) -> tuple[dict[str, Any], tuple[dict[str, Any], dict[str, Any] | None],
+                                       dict[str, Any] | None]:
+    """A VM's row: (its source with ``loadbalancer``, (instance, loadbalancer) as shown, its pending tags).
+    ValueError (or InvalidChange) when the row is not one. Rows of earlier versions held the completed documents
+    (``instance``): they are read as a source that gives every field."""
     doc = json.loads(value)
-    if not isinstance(doc, dict) or set(doc) != {"instance", "loadbalancer"}:
-        raise ValueError("not a VM's documents")
-    if not isinstance(doc["instance"], dict):
+    if not isinstance(doc, dict) or not isinstance(doc.get("loadbalancer"), (dict, type(None))):
         raise ValueError("not a VM's documents")
     lb = doc["loadbalancer"]
-    checked = validate_tree({**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, "")
-    loadbalancer = checked.pop("loadbalancer", None)
-    problems: list[tuple[str, str]] = []
-    if complete(checked, problems) != doc["instance"] or problems or loadbalancer != lb:
+    if set(doc) == {"instance", "loadbalancer"} and isinstance(doc["instance"], dict):
+        source, pending = {**doc["instance"], **({"loadbalancer": lb} if lb is not None else {})}, None
+    elif set(doc) == {"source", "loadbalancer", "pending"} and isinstance(doc["source"], dict):
+        source, pending = {**doc["source"], **({"loadbalancer": lb} if lb is not None else {})}, doc["pending"]
+    else:
+        raise ValueError("not a VM's documents")
+    validated, instance, loadbalancer = _validated(deepcopy(source))
+    if validated != source or loadbalancer != lb:
+        raise ValueError("not a VM's documents, as azimds keeps them")
+    if "instance" in doc and instance != doc["instance"]:
         raise ValueError("not a complete VM document, as azimds keeps them")
-    return doc["instance"], loadbalancer
+    if pending is not None:
+        since = pending.get("since") if isinstance(pending, dict) else None
+        if (not isinstance(since, (int, float)) or isinstance(since, bool) or not math.isfinite(since)
+                or set(pending) != {"since", *_TAG_FIELDS}):
+            raise ValueError("not a VM's pending tags")
+        _validated(_with_tags(source, pending))
+    return source, (instance, loadbalancer), pending
 
 
 def _fault_rules(value: str) -> list[FaultRule]:
@@ -683,15 +822,21 @@ def _index(key: str, length: int) -> int:
         raise NoSuchTarget(f"no such node: no item {key}") from None
 
 
-def _merge_patch(target: Any, patch: Any) -> Any:
+def _merge_patch(target: Any, patch: Any, original: Any = _MISSING) -> Any:
+    """JSON merge patch (RFC 7396), where ``null`` undoes a member's changes: it goes back to ``original``'s
+    (what the profile says there), or is removed when the profile says nothing."""
     if not isinstance(patch, dict):
         return patch
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
+        before = original.get(key, _MISSING) if isinstance(original, dict) else _MISSING
         if value is None:
-            result.pop(key, None)
+            if before is _MISSING:
+                result.pop(key, None)
+            else:
+                result[key] = deepcopy(before)
         else:
-            result[key] = _merge_patch(result.get(key), value)
+            result[key] = _merge_patch(result.get(key), value, before)
     return result
 
 
