@@ -245,6 +245,36 @@ def test_a_killed_worker_is_replaced_on_its_socket(tmp_path):
         assert fleet.stop() == 0
 
 
+def test_a_worker_that_keeps_dying_is_restarted_after_a_growing_pause(tmp_path):
+    fleet = Fleet(tmp_path)
+    try:
+        pid = fleet.pids[0]
+        for attempt in range(3):  # each replacement killed as soon as it answers: well before it counts as healthy
+            os.kill(pid, signal.SIGKILL)
+            pause = ["", " in 0.5 s", " in 1 s"][attempt]
+            wait_until(lambda pid=pid, pause=pause: f"worker 0 (pid {pid}) was killed by SIGKILL; starting "
+                       f"another{pause}\n" in fleet.log(), timeout=10, interval=0.05)
+            wait_until(lambda n=attempt + 1: len(re.findall(r"worker 0 answers again", fleet.log())) == n, timeout=30,
+                       interval=0.05)
+            pid = int(re.findall(r"worker 0 answers again \(pid (\d+)\)", fleet.log())[-1])
+        assert fetch(fleet.url, NAME, source=steered_to(0, 8)).status == 200
+    finally:
+        assert fleet.stop() == 0
+
+
+def test_a_replaced_worker_counts_first_seconds_from_the_supervisors_start(tmp_path):
+    fleet = Fleet(tmp_path, "--rate-limit", "0", "--fault", "/metadata/instance*=status:410,first-seconds:4")
+    try:
+        source = steered_to(1, 9)
+        wait_until(lambda: fetch(fleet.url, NAME, source=source).status == 200, timeout=30, interval=0.1)
+        old = fleet.pids[1]
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: "worker 1 answers again" in fleet.log(), timeout=30, interval=0.05)
+        assert fetch(fleet.url, NAME, source=source).status == 200  # not 410 for the replacement's first 4 s
+    finally:
+        assert fleet.stop() == 0
+
+
 def test_sigterm_stops_every_process_and_exits_0(tmp_path):
     fleet = Fleet(tmp_path, workers=3)
     assert all(alive(pid) for pid in fleet.pids.values())

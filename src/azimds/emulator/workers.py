@@ -190,7 +190,7 @@ class Supervisor:
         self.slots: list[_Slot] = []
         self.stopping = False
         self.serving = False
-        self.steering: str | None = None
+        self.unsteered: str | None = None  # why sources are not steered to one worker each (None: they are)
         self.url = ""
         try:
             self.app = App(config, profile, role="supervisor")
@@ -199,8 +199,9 @@ class Supervisor:
             raise
         worker_config = config.with_(node=None, control_port=None, control_token=None, reset_state=False,
                                      scenario=None, workers=1)
+        started = time.monotonic()  # every worker's faults count first-seconds from here, a replacement's too
         self._setups = [pickle.dumps((worker_config.with_(node=f"{config.node}/{index}" if config.node else None),
-                                      profile)) for index in range(config.workers)]
+                                      profile, started)) for index in range(config.workers)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._all_down: asyncio.Event | None = None
 
@@ -214,7 +215,7 @@ class Supervisor:
         config = self.config
         begun = started = False
         try:
-            sockets, self.steering = listen_group(config.host, config.port, config.workers)
+            sockets, self.unsteered = listen_group(config.host, config.port, config.workers)
             self.slots = [_Slot(index, sock) for index, sock in enumerate(sockets)]
             host, port = sockets[0].getsockname()[:2]
             self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
@@ -226,13 +227,13 @@ class Supervisor:
             if not await self._started(stop):
                 return 0
             self.serving = True
-            if self.steering is not None:
-                self.notice(f"warning: cannot steer each source address to one worker here ({self.steering}); "
+            if self.unsteered is not None:
+                self.notice(f"warning: cannot steer each source address to one worker here ({self.unsteered}); "
                             "connections are spread by the kernel's hash, so the per-VM rate limits count per "
                             "worker")
             pids = ", ".join(f"worker {slot.index}: pid {slot.proc.pid}" for slot in self.slots if slot.proc)
             self.notice(f"{config.workers} workers answer the metadata port ({pids})"
-                        + ("; each source address always reaches the same one" if self.steering is None else ""))
+                        + ("; each source address always reaches the same one" if self.unsteered is None else ""))
             if self.app.control_server.port:
                 where = f" (token in {self.app.token_file})" if self.app.token_file else ""
                 self.notice(f"control plane {self.app.control_server.url}{where}")
@@ -439,12 +440,13 @@ def run_worker(index: int, listen_fd: int, link_fd: int) -> int:
     """A worker's life: its configuration and profile from the supervisor (on stdin), the metadata port on the
     socket it inherited, until SIGTERM, SIGINT or the supervisor's end of the link closing."""
     loaded: Any = pickle.loads(sys.stdin.buffer.read())  # from our own supervisor, through a pipe only it holds
-    config, profile = loaded
-    if not isinstance(config, Config) or not isinstance(profile, Profile):
+    config, profile, started = loaded
+    if not isinstance(config, Config) or not isinstance(profile, Profile) or not isinstance(started, float):
         raise AzimdsError(f"worker {index}: its supervisor sent no configuration")
     sock = socket.socket(fileno=listen_fd)
     link = socket.socket(fileno=link_fd)
     app = App(config, profile, role="worker", sock=sock)
+    app.world.faults.started = started  # the system's monotonic clock: the supervisor's start is ours
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
