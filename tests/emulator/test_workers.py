@@ -139,6 +139,46 @@ def test_the_kernel_steers_each_source_address_to_the_socket_the_program_names()
             sock.close()
 
 
+IPV6_PROBE = """
+import select, socket, subprocess, sys
+from azimds.emulator.workers import listen_group, steer_index
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+sources = [f"fd00::{i:x}:{i * 7:x}" for i in range(1, 41)]
+for source in sources:
+    subprocess.run(["ip", "-6", "addr", "add", source + "/128", "dev", "lo", "nodad"], check=True)
+sockets, problem = listen_group("::", 0, 3)
+assert problem is None, problem
+wrong, used = [], set()
+for source in sources:
+    for _ in range(2):
+        client = socket.socket(socket.AF_INET6)
+        client.bind((source, 0))
+        client.connect(("::1", sockets[0].getsockname()[1]))
+        ready, _, _ = select.select(sockets, [], [], 5)
+        conn, peer = ready[0].accept()
+        conn.close()
+        client.close()
+        used.add(sockets.index(ready[0]))
+        if sockets.index(ready[0]) != steer_index(peer[0], 3):
+            wrong.append(peer[0])
+print(len(wrong), sorted(used))
+"""
+
+
+def test_ipv6_sources_are_steered_by_their_last_32_bits():
+    """In a private network namespace (root, or a user namespace), where loopback may carry many IPv6
+    addresses."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    prefix = [unshare, "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"]) if unshare else []
+    if not prefix or not shutil.which("ip") or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+        pytest.skip("no private network namespace here (unshare, ip, root or user namespaces)")
+    done = subprocess.run([*prefix, sys.executable, "-c", IPV6_PROBE], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "[0,", "1,", "2]"]  # none steered elsewhere, and every socket used
+
+
 def test_a_port_in_use_is_refused_rather_than_shared():
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even a group another process could join
