@@ -571,6 +571,8 @@ CASES: tuple[Case, ...] = (
     Case("cli", "azimds tags KEY end to end vs curl and python -c pass", (), cli_case),
     Case("fleet", "100,000 VMs: start-up, memory, req/s over 1,000 source addresses vs one VM",
          ("wrk", "taskset"), lambda ctx: fleet_case(ctx)),
+    Case("workers", f"--workers 2 vs one process, {INSTANCE_PATH} from 50 source addresses, both unpinned",
+         ("wrk", "taskset"), lambda ctx: workers_case(ctx)),
 )
 
 
@@ -579,6 +581,14 @@ def fleet_case(ctx: Context) -> CaseResult:
     import fleet_case as fleet  # bench/fleet_case.py
 
     return fleet.case(sys.modules[__name__], ctx)
+
+
+def workers_case(ctx: Context) -> CaseResult:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import workers_case as workers  # bench/workers_case.py
+
+    result: CaseResult = workers.case(sys.modules[__name__], ctx)
+    return result
 
 
 # -- running and reporting -----------------------------------------------------------------------------

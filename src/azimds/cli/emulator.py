@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "add_commands"]
 
 #: The commands this module adds, and so handles.
-COMMANDS = ("serve", "run", "_run-inside", "ca", "state")
+COMMANDS = ("serve", "_worker", "run", "_run-inside", "ca", "state")
 
 _EXTRA = "the emulator needs its extra: pip install 'azimds[emulator]'"
 
@@ -49,6 +49,13 @@ def _add_serve(commands: Any) -> None:
                       "help": kwargs["help"]}
         serve.add_argument(option.flag, **kwargs)
     serve.set_defaults(run=_serve)
+    worker = commands.add_parser("_worker", description="One worker of azimds serve --workers N, started by its "
+                                 "supervisor: its configuration on stdin, its listening socket and its link to the "
+                                 "supervisor inherited as descriptors.")
+    worker.add_argument("--index", type=int, required=True, help="the worker's place in the supervisor's group")
+    worker.add_argument("--listen-fd", type=int, required=True, help="the listening socket's descriptor")
+    worker.add_argument("--link-fd", type=int, required=True, help="the descriptor of the link to the supervisor")
+    worker.set_defaults(run=_worker)
 
 
 def _add_run(commands: Any) -> None:
@@ -129,7 +136,17 @@ def _serve(args: argparse.Namespace) -> int:
     if config.control_public:
         warn(f"the control plane listens on {config.control_host}: plain HTTP, reachable from other machines; "
              "anyone with the token can change the emulated world")
+    if config.workers > 1:
+        from ..emulator.workers import serve_workers
+
+        return serve_workers(config, profile, ready=lambda line: print(line, flush=True))
     return serve(App(config, profile), ready=lambda line: print(line, flush=True))
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from ..emulator.workers import run_worker
+
+    return run_worker(args.index, args.listen_fd, args.link_fd)
 
 
 # -- ca ----------------------------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 ``App(config)`` assembles the parts (raising ProfileError for a bad profile or option, before anything
 listens); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
+With ``--workers N`` (``workers``) the same parts are split in two roles: the supervisor's App keeps the state
+directory's lock and serves the control plane; each worker's App answers the metadata port on a socket the
+supervisor hands it. Both share the world through the store.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,7 +34,12 @@ from .world.clock import Clock
 from .world.store import SqliteStore, Store, open_store
 from .world.world import World, fingerprint
 
-__all__ = ["App", "configure", "load_profile", "new_event_loop", "serve"]
+__all__ = ["ROLES", "App", "configure", "load_profile", "new_event_loop", "serve"]
+
+#: What an App does: ``single`` the whole emulator (metadata port and control plane; its store private to it),
+#: ``supervisor`` the lock, the store checked and the control plane (no metadata port), ``worker`` the metadata
+#: port on a socket it is given (no lock, no control plane). The last two share the store.
+ROLES = ("single", "supervisor", "worker")
 
 
 def load_profile(source: object) -> Profile:
@@ -58,27 +67,46 @@ def configure(*, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] 
 
 
 class App:
-    """The assembled emulator. ``config`` is final: the profile's ``azimds:`` section is already in it."""
+    """The assembled emulator. ``config`` is final: the profile's ``azimds:`` section is already in it.
 
-    def __init__(self, config: Config, profile: Profile | None = None):
+    ``role`` is one of ``ROLES``; a worker is given its listening socket (``sock``) and a state directory whose
+    lock its supervisor holds."""
+
+    def __init__(self, config: Config, profile: Profile | None = None, *, role: str = "single",
+                 sock: socket.socket | None = None):
+        if role not in ROLES or (role == "worker") != (sock is not None):
+            raise ValueError(f"an App's role is one of {ROLES}, and only a worker is given a socket")
         self.config = config
+        self.role = role
+        self.sock = sock
         profile = profile if profile is not None else load_profile(config.profile)
         self.profile = profile
         clock = Clock("manual" if config.clock == "manual" else "scaled" if config.clock_speed != 1 else "real",
                       speed=config.clock_speed if config.clock != "manual" else 1.0)
         state_dir = Path(config.state_dir) if config.state_dir else None
         scenarios = profiles.load_scenarios(config.scenario) if config.scenario is not None else ()
-        self.state = StateDir(state_dir).open() if state_dir is not None else None
+        self.state = StateDir(state_dir).open() if state_dir is not None and role != "worker" else None
         self.store: Store | None = None
         try:
             if self.state is not None and config.reset_state:
                 aside = self.state.set_aside()
                 if aside is not None:
                     print(f"azimds: the old state is in {aside}", file=sys.stderr, flush=True)
-            self.store = _open_store(config, self.state, profile)
+            if role == "worker":  # the supervisor has checked the store and holds the directory for us
+                url = config.state or (f"sqlite:///{state_dir / 'state.sqlite'}" if state_dir is not None else None)
+                if url is None:
+                    raise StateError("", "a worker needs its supervisor's state directory or --state")
+                self.store = open_store(url, shared=True)
+            else:
+                self.store = _open_store(config, self.state, profile, shared=role == "supervisor" or config.shared)
             pki = Pki.for_state_dir(state_dir)
-            pki.check()
-            pki.prepare()
+            if role != "worker":
+                pki.check()
+            if role == "supervisor":  # made once, here, before the workers sign anything with them
+                pki.intermediate()
+                pki.token_signer()
+            elif role == "single":
+                pki.prepare()
             self.world = World(profile, clock=clock, faults=config.fault, store=self.store, scenarios=scenarios,
                                node=config.node, scale_set_tags=config.scale_set_tags)
         except BaseException:
@@ -93,7 +121,7 @@ class App:
             self.world.journal.log = _json_log
         self.token = config.control_token or secrets.token_urlsafe(24)
         self.token_file: Path | None = None
-        if config.control_token is None and state_dir is not None:
+        if config.control_token is None and state_dir is not None and role != "worker":
             self.token_file = _write_token(state_dir, self.token)
         reload = None
         if isinstance(config.profile, (str, Path)):
@@ -118,13 +146,17 @@ class App:
 
     async def _start(self) -> None:
         config = self.config
-        try:
-            await self.metadata_server.start(config.host, config.port)
-        except OSError as exc:
-            raise ListenError(f"cannot listen on {config.host}:{config.port} for the metadata port: "
-                              f"{_reason(exc)}; give --port another port (0 picks a free one)") from None
-        self.service.public_url = (config.public_url or self.metadata_server.url).rstrip("/")
-        if config.control_port is not None:
+        if self.role == "worker":
+            await self.metadata_server.start(sock=self.sock)
+        elif self.role == "single":
+            try:
+                await self.metadata_server.start(config.host, config.port)
+            except OSError as exc:
+                raise ListenError(f"cannot listen on {config.host}:{config.port} for the metadata port: "
+                                  f"{_reason(exc)}; give --port another port (0 picks a free one)") from None
+        if self.role != "supervisor":  # its workers know their own address
+            self.service.public_url = (config.public_url or self.metadata_server.url).rstrip("/")
+        if config.control_port is not None and self.role != "worker":
             try:
                 await self.control_server.start(config.control_host, config.control_port)
             except BaseException as exc:
@@ -141,6 +173,10 @@ class App:
             await self.control_server.close()
         self._release()
 
+    def release(self) -> None:
+        """Let go of the world, the store and the state directory of an App that was never started."""
+        self._release()
+
     def _release(self) -> None:
         world = getattr(self, "world", None)
         if world is not None:
@@ -152,8 +188,9 @@ class App:
             self.state.close()
 
 
-def _open_store(config: Config, state: StateDir | None, profile: Profile) -> Store | None:
-    """The store ``--state`` names (default: the state directory's SQLite file; nothing without either).
+def _open_store(config: Config, state: StateDir | None, profile: Profile, shared: bool) -> Store | None:
+    """The store ``--state`` names (default: the state directory's SQLite file; nothing without either);
+    ``shared`` when other processes write to it too (workers, nodes).
 
     A SQLite store that belongs to another profile is set aside (nothing is ever deleted); a shared engine
     that holds another profile's world is refused, unless ``--reset-state`` clears it.
@@ -161,7 +198,7 @@ def _open_store(config: Config, state: StateDir | None, profile: Profile) -> Sto
     url = config.state or (f"sqlite:///{state.database}" if state is not None else None)
     if url is None:
         return None
-    store = open_store(url, shared=config.shared)
+    store = open_store(url, shared=shared)
     mark = fingerprint(profile)
     _, saved = store.load()
     if saved.get("profile") != mark and saved:
@@ -176,7 +213,7 @@ def _open_store(config: Config, state: StateDir | None, profile: Profile) -> Sto
             aside = state.set_aside(("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"))
             print(f"azimds: the state in {state.path} was for another profile; it is now in {aside}",
                   file=sys.stderr, flush=True)
-            store = open_store(url, shared=config.shared)
+            store = open_store(url, shared=shared)
     elif config.reset_state and not isinstance(store, SqliteStore):
         store.update(None, lambda current: dict.fromkeys(current))
     store.update(["profile"], lambda current: {"profile": mark} if current.get("profile") != mark else {})

@@ -33,6 +33,7 @@ DEFAULT_CONTROL_PORT = 8170
 ENV_PREFIX = "AZIMDS_"
 #: ``Server`` header: ``IMDS/`` and the newest build seen on a real VM (2024; spec §2).
 SERVER_VERSION = "150.870.65.1253"
+MAX_WORKERS = 64
 
 
 def default_state_dir() -> str:
@@ -94,6 +95,13 @@ def _port(value: Any) -> int:
     number = _whole(value)
     if not 0 <= number <= 65535:
         raise ValueError(f"port must be 0-65535, not {value!r}")
+    return number
+
+
+def _workers(value: Any) -> int:
+    number = _whole(value)
+    if not 1 <= number <= MAX_WORKERS:
+        raise ValueError(f"must be 1-{MAX_WORKERS}, not {value!r}")
     return number
 
 
@@ -265,6 +273,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("state", _state_url, None, "where the world is kept: sqlite:///PATH (default: STATE_DIR/state.sqlite) "
            "or postgresql://USER@HOST/DB, shared by every node started with it", "URL"),
     Option("node", _text, None, "this process's name in a shared world's journal (default: HOST:PID)", "NAME"),
+    Option("workers", _workers, 1, f"processes answering the metadata port (1-{MAX_WORKERS}); more than 1 runs a "
+           "supervisor that restarts them, each source address answered by one of them (see README 'Workers')",
+           "N"),
     Option("reset_state", _flag, False, "set the state directory's state aside (into STATE_DIR/aside-TIME/) and "
            "start afresh", switch=True),
 )
@@ -303,6 +314,7 @@ class Config:
     log_format: str = "none"
     state: str | None = None
     node: str | None = None
+    workers: int = 1
     reset_state: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 

@@ -57,6 +57,10 @@ class StateDir:
         self._fd = fd
         return self
 
+    def fileno(self) -> int | None:
+        """The locked descriptor while open (a process that inherits it keeps the directory locked), else None."""
+        return self._fd
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the lock
