@@ -40,6 +40,7 @@ ENDPOINT_INTRODUCED: dict[str, str] = {
     "identity": "2018-02-01",
     "attested": "2018-10-01",
     "loadbalancer": "2020-10-01",
+    "reprovisiondata": "2017-04-02",  # not in the table; cloud-init asked it at 2017-04-02 first, 2019-06-01 now
 }
 
 #: The message of the 400 for a missing or unknown api-version; the body adds ``newest-versions`` (spec §3.4).

@@ -255,7 +255,7 @@ def test_every_route_of_the_openapi_document_has_a_subcommand(ctl: Ctl) -> None:
     covered = {"/v1/metadata", "/v1/metadata/{path}", "/v1/tags", "/v1/events", "/v1/events/{eventId}/approve",
                "/v1/events/{eventId}/start", "/v1/events/{eventId}/complete", "/v1/events/{eventId}/cancel",
                "/v1/clock", "/v1/faults", "/v1/journal", "/v1/reset", "/v1/reload", "/metrics", "/openapi.json",
-               "/v1/fleet/walk", "/v1/reboot"}
+               "/v1/fleet/walk", "/v1/reboot", "/v1/reprovision"}
     assert set(ctl.ok("openapi")["paths"]) == covered  # type: ignore[index]
 
 

@@ -293,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_faults(top.nest("faults", "list, add and clear faults"))
     _add_journal(top)
     _add_fleet(top.nest("fleet", "drive a fleet's scale sets"))
+    reprovision = top.add("reprovision", "hand a pre-provisioned VM over: /metadata/reprovisiondata answers its "
+                                         "OVF environment", lambda a: Call("POST", "/v1/reprovision", a.patch),
+                          per_vm=True)
+    reprovision.add_argument("patch", nargs="?", type=_value, metavar="JSON",
+                             help="a merge patch of its documents at hand-over (its name, keys, customData…)")
     top.add("reboot", "the VM restarts (or is reimaged, or its disks change): a scale-set instance then shows the "
                       "tags changed before", lambda a: Call("POST", "/v1/reboot"), per_vm=True)
     top.add("reset", "back to the profile: metadata and faults; events are cancelled",

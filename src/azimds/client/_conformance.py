@@ -119,7 +119,7 @@ NONE: tuple[tuple[str, str], ...] = ()
 JSON_POST = (("Metadata", "true"), ("Content-Type", "application/json"))
 
 #: Topics of probes that are not decisions in ``choices.CHOICES``: what the emulator copies from a capture or
-#: the docs (checked again on every VM), and behaviours issue 12 is about to decide.
+#: the docs (checked again on every VM).
 TOPICS: dict[str, str] = {
     "Missing or unknown api-version": "captured: 400 with the three newest versions",
     "Missing Metadata header": "captured: 400, the family's own body",
@@ -130,7 +130,6 @@ TOPICS: dict[str, str] = {
     "Scheduled events document": "documented: DocumentIncarnation and Events",
     "Token answer": "documented: every value a string",
     "Attested document": "documented: encoding and a PKCS#7 signature",
-    "Reprovision data": "issue 12: /metadata/reprovisiondata",
 }
 
 VERSION = "Missing or unknown api-version"
@@ -210,7 +209,7 @@ PROBES: tuple[Probe, ...] = (
     Probe("versions", "Server header", "GET", "/metadata/versions"),
     Probe("versions.no-metadata-header", "/metadata/versions", "GET", "/metadata/versions", NONE),
     Probe("versions.api-version", "/metadata/versions", "GET", f"/metadata/versions?api-version={IV}"),
-    Probe("reprovisiondata", "Reprovision data", "GET", "/metadata/reprovisiondata?api-version=2019-06-01"),
+    Probe("reprovisiondata", "/metadata/reprovisiondata", "GET", "/metadata/reprovisiondata?api-version=2019-06-01"),
     # /metadata/scheduledevents (its first request may switch the service on: see run_probes)
     Probe("scheduledevents", "Scheduled events document", "GET", f"/metadata/scheduledevents?api-version={SE}",
           record=SHAPE),

@@ -233,6 +233,11 @@ class ControlCalls:
     def clear_faults(self) -> None:
         self._call(self._world.clear_faults)
 
+    def reprovision(self, patch: dict[str, Any] | None = None, *, vm: str | None = None) -> dict[str, Any]:
+        """Hand a pre-provisioned VM over (see ``POST /v1/reprovision``); its documents after."""
+        result: dict[str, Any] = self._call(lambda: self._world.reprovision(self._vm(vm), patch))
+        return result
+
     def reboot(self, vm: str | None = None) -> None:
         """The VM restarts: a scale-set instance then shows the tags changed before."""
         self._call(lambda: self._world.reboot(self._vm(vm)))

@@ -462,3 +462,54 @@ def test_a_profile_can_show_scale_set_tags_at_once():
     with Emulator({**FLEET, "azimds": {"scaleSetTags": "immediate"}}, clock="manual") as imds:
         control(imds, "PUT", "/v1/tags?vm=web_0", {"tier": "api"})
         assert fetch(imds.url, TAGS, source="127.1.0.0").body == b"tier:api"
+
+
+# -- 10. a pre-provisioned VM's reprovision data ----------------------------------------------------------------
+
+REPROVISION = "/metadata/reprovisiondata?api-version=2019-06-01"
+POOLED = {"compute": {"name": "pool-7", "customData": "I2Nsb3VkLWNvbmZpZwo="},
+          "extended": {"compute": {"ppsType": "Running"}}}
+
+
+def test_a_pooled_vm_waits_then_gets_its_ovf_environment():
+    """CODE (canonical/cloud-init, sources/azure/imds.py and DataSourceAzure.py): a VM whose
+    extended.compute.ppsType is Running/Savable/PreprovisionedOSDisk polls /metadata/reprovisiondata at
+    api-version 2019-06-01, retrying 404 and 410 as "not yet", then reads the body as its ovf-env.xml, and
+    checks that ppsType reads None afterwards."""
+    import xml.etree.ElementTree as ElementTree
+
+    with Emulator(POOLED, clock="manual") as imds:
+        waiting = fetch(imds.url, REPROVISION, headers={"x-ms-client-request-id": "1"})
+        assert (waiting.status, waiting.body) == (404, b'{"error":"Not Found"}')
+        extended = "/metadata/instance?api-version=2021-08-01&extended=true"
+        assert fetch(imds.url, extended).json()["extended"]["compute"]["ppsType"] == "Running"
+        reply = control(imds, "POST", "/v1/reprovision", {"compute": {"osProfile": {"computerName": "customer-1"}}})
+        assert reply.status == 200
+        given = fetch(imds.url, REPROVISION)
+        assert given.status == 200 and given.headers["content-type"] == "text/xml; charset=utf-8"
+        root = ElementTree.fromstring(given.body)
+        wa = "{http://schemas.microsoft.com/windowsazure}"
+        config = root.find(f"{wa}ProvisioningSection/{wa}LinuxProvisioningConfigurationSet")
+        assert config.find(f"{wa}HostName").text == "customer-1"
+        assert config.find(f"{wa}UserName").text == "azureuser"
+        assert config.find(f"{wa}CustomData").text == "I2Nsb3VkLWNvbmZpZwo="
+        assert fetch(imds.url, extended).json()["extended"]["compute"]["ppsType"] == "None"
+        assert fetch(imds.url, "/metadata/reprovisiondata?api-version=2017-04-02").status == 200  # the first version
+        again = control(imds, "POST", "/v1/reprovision")
+        assert again.status == 409 and "handed over already" in again.json()["error"]
+
+
+def test_a_vm_that_was_never_pooled_has_no_reprovision_data(shared_vm, emu_ctl):
+    """A VM not pre-provisioned answers 404 (cloud-init issue #5323: a Standard_B2s not pre-provisioned could not
+    read it) and cannot be handed over."""
+    assert fetch(shared_vm.url, REPROVISION).status == 404
+    imds, ctl = emu_ctl
+    reply = ctl("POST", "/v1/reprovision")
+    assert reply.status == 400 and "not pre-provisioned" in reply.json()["error"]
+
+
+def test_a_pps_type_azure_does_not_have_is_a_profile_error(tmp_path):
+    from azimds.errors import ProfileError
+
+    with pytest.raises(ProfileError, match="ppsType is one of None, Running, Savable, PreprovisionedOSDisk"):
+        Emulator(profile=write(tmp_path, "extended:\n  compute: {ppsType: Sleeping}\n"))

@@ -142,6 +142,9 @@ class ControlPlane:
     def put_tags(self, query: dict[str, str], body: bodies.Tags) -> Response:
         return _json(200, {"tags": self.world.set_tags(self.world.vm(query.get("vm")), body.root)})
 
+    def reprovision(self, query: dict[str, str], body: dict[str, Any] | None) -> Response:
+        return _json(200, self.world.reprovision(self.world.vm(query.get("vm")), body))
+
     def reboot(self, query: dict[str, str]) -> Response:
         self.world.reboot(self.world.vm(query.get("vm")))
         return Response(204)

@@ -56,6 +56,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/v1/metadata/{path}", "patch_node", "merge-patch a node", body=Any, answer=Any, per_vm=True),
     Route("DELETE", "/v1/metadata/{path}", "delete_node", "undo a node's changes: back to the profile's value (or "
           "its default); an array item is removed", status=204, per_vm=True),
+    Route("POST", "/v1/reprovision", "reprovision", "hand a pre-provisioned VM over: ppsType becomes None and "
+          "/metadata/reprovisiondata answers its OVF environment; the body (optional) merge-patches its documents",
+          body=dict[str, Any] | None, answer=Any, per_vm=True),
     Route("POST", "/v1/reboot", "reboot", "the VM restarts (or is reimaged, or its disks change): a scale-set "
           "instance then shows the tags changed before", status=204, per_vm=True),
     Route("PUT", "/v1/tags", "put_tags", "replace every tag", body=bodies.Tags, answer=bodies.TagsView,

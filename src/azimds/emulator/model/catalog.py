@@ -202,6 +202,18 @@ LOADBALANCER_DEFAULTS: dict[str, str] = {"protocol": "Tcp"}
 LOADBALANCER_PROTOCOLS = ("Tcp", "Udp", "All")
 
 
+#: ``extended.compute.ppsType``: whether the VM waits in a pre-provisioning pool, and how (cloud-init's PPSType).
+PPS_TYPES = ("None", "Running", "Savable", "PreprovisionedOSDisk")
+
+
+def pps_type(value: str) -> str:
+    """A ppsType as Azure spells it; ValueError for anything else."""
+    for name in PPS_TYPES:
+        if value.lower() == name.lower():
+            return name
+    raise ValueError(f"ppsType is one of {', '.join(PPS_TYPES)}, not {value!r}")
+
+
 def lb_protocol(value: str) -> str:
     """A load balancer rule's protocol in the service's spelling; ValueError for anything else."""
     for name in LOADBALANCER_PROTOCOLS:

@@ -379,7 +379,9 @@ def _profile_adapter() -> pydantic.TypeAdapter[Any]:
 
     root = catalog.instance_schema()
     assert root.children is not None
-    members = {key: typed(child, "Profile" + key[:1].upper() + key[1:], lambda node: string)
+    pps = Annotated[str, BeforeValidator(imds_string), AfterValidator(catalog.pps_type)]
+    members = {key: typed(child, "Profile" + key[:1].upper() + key[1:],
+                          lambda node: pps if node.path == "extended/compute/ppsType" else string)
                for key, child in root.children.items()}
     members["loadbalancer"] = typed(lb_schema, "Loadbalancer", lb_leaf)
     members["identity"] = identity

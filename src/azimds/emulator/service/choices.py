@@ -13,6 +13,9 @@ from typing import NamedTuple
 #: Content-Type of ``format=text`` answers (not captured; issue 2 names it).
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
+#: Content-Type of /metadata/reprovisiondata's OVF environment (never captured; cloud-init reads the bytes).
+OVF_CONTENT_TYPE = "text/xml; charset=utf-8"
+
 #: ``/metadata/instance/`` with a trailing slash is the same as without.
 TRAILING_SLASH_IGNORED = True
 
@@ -145,6 +148,13 @@ CHOICES: tuple[Choice, ...] = (
            "kept per process",
            "the docs: \"expect a delayed response in your first call of up to two minutes\"; disabled after 24 h "
            "without a request"),
+    Choice("/metadata/reprovisiondata",
+           "404 `{\"error\":\"Not Found\"}` until the control plane hands a pre-provisioned VM over (`POST "
+           "/v1/reprovision`: `ppsType` becomes `None`); then 200, the ovf-env.xml built from the VM's documents "
+           "(host name, admin user, SSH keys, customData), `Content-Type: text/xml; charset=utf-8`; every instance "
+           "api-version from 2017-04-02",
+           "cloud-init's Azure datasource (polls 2019-06-01, retries 404/410, reads ppsType None after); no capture "
+           "of the body or its headers"),
     Choice("Scheduled events ETag",
            "GET answers `ETag: \"<DocumentIncarnation>\"`; `If-None-Match` naming it (quoted or not, weak, in a list, "
            "or `*`) answers 304 with no body; POST ignores it",

@@ -28,6 +28,7 @@ from .endpoints.events import EventsEndpoint
 from .endpoints.identity import IdentityEndpoint
 from .endpoints.instance import InstanceEndpoint
 from .endpoints.loadbalancer import LoadBalancerEndpoint
+from .endpoints.reprovision import ReprovisionEndpoint
 from .endpoints.root import RootEndpoint
 from .endpoints.versions import VersionsEndpoint
 from .http import Request, Response
@@ -77,6 +78,7 @@ class MetadataService:
         self.endpoints: dict[str, Endpoint] = {e.name: e for e in (
             RootEndpoint(newest), InstanceEndpoint(newest), VersionsEndpoint(newest), LoadBalancerEndpoint(newest),
             EventsEndpoint(options.events_first_call_delay, world.now), self.identity, self.attested,
+            ReprovisionEndpoint(newest),
         )}
         self._too_many: dict[tuple[bool, int], Response] = {}
         self._faults: dict[FaultRule, Response | None] = {}
@@ -240,7 +242,7 @@ class MetadataService:
         return endpoint, endpoint.resolve(vm, keys, query, version), limiter
 
 
-_LABELS = ("instance", "attested", "identity", "scheduledevents", "loadbalancer", "versions")
+_LABELS = ("instance", "attested", "identity", "scheduledevents", "loadbalancer", "versions", "reprovisiondata")
 
 
 def endpoint_label(url: str) -> str:

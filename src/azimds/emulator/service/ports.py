@@ -47,6 +47,10 @@ class VmView(Protocol):
     def loadbalancer(self) -> dict[str, Any] | None: ...
 
     @property
+    def model_instance(self) -> dict[str, Any]:
+        """The instance document as the profile made it (before any change)."""
+
+    @property
     def identities(self) -> Identities: ...
 
     @property

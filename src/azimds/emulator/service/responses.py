@@ -17,8 +17,9 @@ __all__ = [
     "APPROVED", "ATTESTED_BAD_NONCE", "BAD_PARAMETER", "DUPLICATE_QUERY", "EVENTS_MALFORMED", "EVENTS_WRONG_FAMILY",
     "FORWARDED", "IDENTITY_MISSING_HEADER", "IDENTITY_MULTIPLE", "IDENTITY_NOT_FOUND", "IDENTITY_NO_RESOURCE",
     "IDENTITY_SELECTOR_CONFLICT", "INSTANCE_NOT_FOUND", "LEAF_NEEDS_TEXT", "MISSING_HEADER", "NO_LOADBALANCER_404",
-    "NO_SUCH_VM", "ROOT_WITH_VERSION", "UNKNOWN_PATH", "api_version_error", "events_unknown_id", "fault",
-    "invalid_resource", "loadbalancer_bad_value", "loadbalancer_error", "method_not_allowed", "too_many_requests",
+    "NO_SUCH_VM", "REPROVISION_NOT_YET", "ROOT_WITH_VERSION", "UNKNOWN_PATH", "api_version_error", "events_unknown_id",
+    "fault", "invalid_resource", "loadbalancer_bad_value", "loadbalancer_error", "method_not_allowed",
+    "too_many_requests",
 ]
 
 # -- request rules -----------------------------------------------------------------------------------------
@@ -104,6 +105,11 @@ def loadbalancer_bad_value(name: str, value: str) -> Response:
                f'"{name}". Please fix the request and retry.')
     return Response(400, json.dumps({"error": message}, separators=(",", ":"), ensure_ascii=False).encode())
 
+
+# -- reprovision data --------------------------------------------------------------------------------------
+
+#: CHOSEN body, REAL status (what cloud-init retries as "not yet"): a VM not (yet) handed over.
+REPROVISION_NOT_YET = UNKNOWN_PATH
 
 # -- scheduled events --------------------------------------------------------------------------------------
 

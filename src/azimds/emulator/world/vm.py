@@ -46,6 +46,10 @@ class VmState:
         return self.model.name
 
     @property
+    def model_instance(self) -> dict[str, Any]:
+        return self.model.instance
+
+    @property
     def identities(self) -> Identities:
         return self.model.identities
 

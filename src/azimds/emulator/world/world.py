@@ -261,6 +261,20 @@ class World:
             tree["loadbalancer"] = deepcopy(vm.model.loadbalancer)
         return tree
 
+    def reprovision(self, vm: VmState, patch: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Hand a pre-provisioned VM over: its ``ppsType`` becomes ``None`` (with ``patch``, a merge patch of its
+        documents: its real name, keys, customData…) and /metadata/reprovisiondata answers its OVF environment.
+        InvalidChange for a VM its profile does not pre-provision, Conflict for one handed over already."""
+        if vm.model.instance["extended"]["compute"]["ppsType"] == "None":
+            raise InvalidChange(f"{vm.name} is not pre-provisioned: its profile's extended.compute.ppsType is None")
+        if vm.instance["extended"]["compute"]["ppsType"] == "None":
+            raise Conflict(f"{vm.name} has been handed over already")
+        if patch is not None and not isinstance(patch, dict):
+            raise InvalidChange("the body is a merge patch of the VM's documents, a JSON object")
+        handover = _merge_patch(patch or {}, {"extended": {"compute": {"ppsType": "None"}}})
+        self.patch_node(vm, [], handover)
+        return vm.document()
+
     def reboot(self, vm: VmState) -> None:
         """The VM restarts (or is reimaged, or its disks change): changes to a scale-set instance's tags made
         before now become visible."""
