@@ -503,7 +503,7 @@ def test_a_vm_that_was_never_pooled_has_no_reprovision_data(shared_vm, emu_ctl):
     """A VM not pre-provisioned answers 404 (cloud-init issue #5323: a Standard_B2s not pre-provisioned could not
     read it) and cannot be handed over."""
     assert fetch(shared_vm.url, REPROVISION).status == 404
-    imds, ctl = emu_ctl
+    _, ctl = emu_ctl
     reply = ctl("POST", "/v1/reprovision")
     assert reply.status == 400 and "not pre-provisioned" in reply.json()["error"]
 
