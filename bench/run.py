@@ -573,6 +573,8 @@ CASES: tuple[Case, ...] = (
          ("wrk", "taskset"), lambda ctx: fleet_case(ctx)),
     Case("workers", f"--workers 2 vs one process, {INSTANCE_PATH} from 50 source addresses, both unpinned",
          ("wrk", "taskset"), lambda ctx: workers_case(ctx)),
+    Case("nodes", f"{INSTANCE_PATH} from a node on PostgreSQL vs on SQLite; propagation between two nodes",
+         ("wrk", "taskset"), lambda ctx: nodes_case(ctx)),
 )
 
 
@@ -588,6 +590,14 @@ def workers_case(ctx: Context) -> CaseResult:
     import workers_case as workers  # bench/workers_case.py
 
     result: CaseResult = workers.case(sys.modules[__name__], ctx)
+    return result
+
+
+def nodes_case(ctx: Context) -> CaseResult:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import nodes_case as nodes  # bench/nodes_case.py
+
+    result: CaseResult = nodes.case(sys.modules[__name__], ctx)
     return result
 
 

@@ -69,12 +69,13 @@ class Fleet:
         (read from the database itself: the control plane's journal does not name nodes)."""
         db = sqlite3.connect(f"file:{self.state / 'state.sqlite'}?mode=ro", uri=True, timeout=10)
         try:
-            rows = db.execute("SELECT peer, node FROM journal").fetchall()
+            rows = db.execute("SELECT node, entries FROM journal_batches").fetchall()
         finally:
             db.close()
         found: dict[str, set[str]] = {}
-        for peer, node in rows:
-            found.setdefault(peer, set()).add(node)
+        for node, entries in rows:
+            for entry in json.loads(entries):
+                found.setdefault(entry[1], set()).add(node)
         return found
 
     def stop(self) -> int:

@@ -252,6 +252,70 @@ def test_the_journal_of_every_process_is_kept_with_bounded_retention(engine):
     assert two.metrics()["a"] == '{"a": 2}'
 
 
+def test_a_shipment_is_one_row_and_a_damaged_one_is_passed_over(engine):
+    if engine.kind == "memory":
+        pytest.skip("the in-memory store serves one process, whose journal stays in it")
+    one = engine.open()
+    one.ship("a", [entry(10.0 + i, i) for i in range(500)], None)
+    one.ship("a", [entry(600.0, 500)], None)
+    assert len(one.journal(0.0, 1000)) == 501
+    assert [row[0] for row in one.journal(509.0, 10)] == [509.0, 600.0]
+    assert [row[0] for row in one.journal(550.0, 10)] == [600.0]
+    if engine.kind == "sqlite":
+        import sqlite3
+
+        db = sqlite3.connect(one.path)  # type: ignore[attr-defined]
+        assert db.execute("SELECT count(*) FROM journal_batches").fetchone() == (2,)
+        db.execute("UPDATE journal_batches SET entries = '[[' WHERE seq = 501")
+        db.commit()
+        db.close()
+        kept = one.journal(0.0, 1000)
+        assert len(kept) == 500 and kept[-1][3] == "/metadata/instance?n=499"
+
+
+def test_an_older_azimds_s_journal_table_is_dropped_and_other_tables_left(tmp_path, postgres_url):
+    """State written by an azimds that journalled a row per request opens (its journal is dropped); a table of
+    that name with other columns is someone else's: SQLite refuses the file, PostgreSQL leaves the table be."""
+    import sqlite3
+
+    import psycopg
+
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT, version INTEGER NOT NULL)")
+    db.execute("CREATE TABLE journal (node TEXT NOT NULL, seq INTEGER NOT NULL, time REAL, peer TEXT, method TEXT, "
+               "url TEXT, status INTEGER, latency REAL)")
+    db.execute("INSERT INTO state VALUES ('k', '1', 1)")
+    db.commit()
+    db.close()
+    store = SqliteStore(path, shared=True)
+    try:
+        assert store.load() == (1, {"k": "1"})
+        store.ship("a", [entry(1.0, 1)], None)
+        assert [row[3] for row in store.journal(0.0, 10)] == ["/metadata/instance?n=1"]
+    finally:
+        store.close()
+    db = sqlite3.connect(path)
+    assert "journal" not in {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.execute("CREATE TABLE journal (x TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="journal table has other columns"):
+        SqliteStore(path, shared=True)
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE journal (node text NOT NULL, seq bigint NOT NULL, time double precision, peer text, "
+                     "method text, url text, status integer, latency double precision, PRIMARY KEY (node, seq))")
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('journal')").fetchone() == (None,)
+        conn.execute("CREATE TABLE journal (x text)")
+        conn.execute("INSERT INTO journal VALUES ('theirs')")
+    open_store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT x FROM journal").fetchall() == [("theirs",)]
+
+
 # -- the PostgreSQL engine's own -----------------------------------------------------------------------------------
 
 def test_a_password_is_never_shown(postgres_cluster):

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ...errors import EngineUnavailable, StateError
-from .engine import JOURNAL_KEEP, Rows, Store
+from .engine import JOURNAL_KEEP, Rows, Store, journal_batch, pick_journal
 
 __all__ = ["CHANNEL", "PostgresStore", "redact"]
 
@@ -39,17 +39,23 @@ CHANNEL = "azimds_changes"
 #: The columns of the tables, as information_schema names their types (a table with others is not ours).
 COLUMNS = {"state": [("key", "text"), ("value", "text"), ("version", "bigint")],
            "meta": [("name", "text"), ("value", "bigint")],
-           "journal": [("node", "text"), ("seq", "bigint"), ("time", "double precision"), ("peer", "text"),
-                       ("method", "text"), ("url", "text"), ("status", "integer"), ("latency", "double precision")],
+           "journal_batches": [("node", "text"), ("seq", "bigint"), ("latest", "double precision"),
+                               ("entries", "text")],
            "metrics": [("node", "text"), ("value", "text")]}
+#: Tables an older azimds made (see ``engine.RETIRED_TABLES``), dropped at start when they have these columns.
+RETIRED_COLUMNS = {"journal": [("node", "text"), ("seq", "bigint"), ("time", "double precision"), ("peer", "text"),
+                               ("method", "text"), ("url", "text"), ("status", "integer"),
+                               ("latency", "double precision")]}
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS state (key text PRIMARY KEY, value text, version bigint NOT NULL)",
     "CREATE INDEX IF NOT EXISTS state_version ON state (version)",
     "CREATE TABLE IF NOT EXISTS meta (name text PRIMARY KEY, value bigint NOT NULL)",
     "INSERT INTO meta (name, value) VALUES ('version', 0) ON CONFLICT (name) DO NOTHING",
-    "CREATE TABLE IF NOT EXISTS journal (node text NOT NULL, seq bigint NOT NULL, time double precision, peer text, "
-    "method text, url text, status integer, latency double precision, PRIMARY KEY (node, seq))",
-    "CREATE INDEX IF NOT EXISTS journal_time ON journal (time)",
+    "CREATE TABLE IF NOT EXISTS journal_batches (node text NOT NULL, seq bigint NOT NULL, latest double precision, "
+    "entries text, PRIMARY KEY (node, seq))",
+    "CREATE INDEX IF NOT EXISTS journal_batches_latest ON journal_batches (latest)",
+    # A shipment is up to a megabyte of JSON every 0.2 s: stored as it is, not compressed on the server's CPU.
+    "ALTER TABLE journal_batches ALTER COLUMN entries SET STORAGE EXTERNAL",
     "CREATE TABLE IF NOT EXISTS metrics (node text PRIMARY KEY, value text)",
 ]
 #: Advisory lock keys: (class, object). The schema is made by one process at a time; a node's journal is
@@ -213,13 +219,12 @@ class PostgresStore(Store):
         def work(conn: Connection) -> tuple[None, bool]:
             if entries:
                 conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_JOURNAL_LOCK, node))
-                row = conn.execute("SELECT coalesce(max(seq), 0) FROM journal WHERE node = %s", (node,)).fetchone()
+                row = conn.execute("SELECT coalesce(max(seq), 0) FROM journal_batches WHERE node = %s",
+                                   (node,)).fetchone()
                 last = int(row[0]) if row else 0
-                with conn.cursor() as cursor, cursor.copy("COPY journal (node, seq, time, peer, method, url, "
-                                                          "status, latency) FROM STDIN") as copy:
-                    for index, entry in enumerate(entries):
-                        copy.write_row((node, last + 1 + index, *entry))
-                conn.execute("DELETE FROM journal WHERE node = %s AND seq <= %s",
+                conn.execute("INSERT INTO journal_batches (node, seq, latest, entries) VALUES (%s, %s, %s, %s)",
+                             (node, last + len(entries), *journal_batch(entries)))
+                conn.execute("DELETE FROM journal_batches WHERE node = %s AND seq <= %s",
                              (node, last + len(entries) - JOURNAL_KEEP))
             if metrics is not None:
                 conn.execute("INSERT INTO metrics (node, value) VALUES (%s, %s) ON CONFLICT (node) DO UPDATE SET "
@@ -229,10 +234,15 @@ class PostgresStore(Store):
         self._transaction(work)
 
     def journal(self, since: float, limit: int) -> list[tuple[Any, ...]]:
-        rows = self._read(lambda conn: conn.execute(
-            "SELECT time, peer, method, url, status, latency FROM journal WHERE time >= %s "
-            "ORDER BY time DESC, node, seq DESC LIMIT %s", (since, limit)).fetchall())
-        return [tuple(row) for row in rows[::-1]]
+        def read(conn: Connection) -> tuple[list[tuple[str, int, str]], dict[str, int]]:
+            with conn.transaction():  # one snapshot for both
+                batches = conn.execute("SELECT node, seq, entries FROM journal_batches WHERE latest >= %s",
+                                       (since,)).fetchall()
+                newest = conn.execute("SELECT node, max(seq) FROM journal_batches GROUP BY node").fetchall()
+            return [(str(n), int(s), str(e)) for n, s, e in batches], {str(n): int(s) for n, s in newest}
+
+        batches, newest = self._read(read)
+        return pick_journal(batches, newest, since, limit)
 
     def metrics(self) -> dict[str, str]:
         return self._read(lambda conn: {str(node): str(value) for node, value in
@@ -263,10 +273,13 @@ class PostgresStore(Store):
             for table, column, kind in conn.execute(
                     "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = "
                     "current_schema() AND table_name = ANY(%s) ORDER BY table_name, ordinal_position",
-                    (list(COLUMNS),)):
+                    ([*COLUMNS, *RETIRED_COLUMNS],)):
                 found.setdefault(str(table), []).append((str(column), str(kind)))
             for table, columns in found.items():
-                if columns != COLUMNS[table]:
+                if table in RETIRED_COLUMNS:
+                    if columns == RETIRED_COLUMNS[table]:  # ours, from an older azimds; someone else's is left be
+                        conn.execute(f"DROP TABLE {table}")  # a name of ours
+                elif columns != COLUMNS[table]:
                     raise StateError(self.url, f"not this azimds's state database (its {table} table has other "
                                                "columns; give another database, or drop the table)")
             for statement in SCHEMA:

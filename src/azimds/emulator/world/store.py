@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EngineUnavailable, StateError
-from .engine import JOURNAL_KEEP, TABLES, Rows, Store, encode
+from .engine import JOURNAL_KEEP, RETIRED_TABLES, TABLES, Rows, Store, encode, journal_batch, pick_journal
 
 __all__ = ["JOURNAL_KEEP", "MemoryStore", "Rows", "SqliteStore", "Store", "encode", "open_store"]
 
@@ -109,9 +109,11 @@ class SqliteStore(Store):
                 self._db.execute("CREATE INDEX IF NOT EXISTS state_version ON state (version)")
                 self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
                 self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('version', 0)")
-                self._db.execute("CREATE TABLE IF NOT EXISTS journal (node TEXT NOT NULL, seq INTEGER NOT NULL, "
-                                 "time REAL, peer TEXT, method TEXT, url TEXT, status INTEGER, latency REAL)")
-                self._db.execute("CREATE INDEX IF NOT EXISTS journal_time ON journal (time)")
+                for table in RETIRED_TABLES:
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                self._db.execute("CREATE TABLE IF NOT EXISTS journal_batches (node TEXT NOT NULL, seq INTEGER NOT "
+                                 "NULL, latest REAL, entries TEXT)")
+                self._db.execute("CREATE INDEX IF NOT EXISTS journal_batches_latest ON journal_batches (latest)")
                 self._db.execute("CREATE TABLE IF NOT EXISTS metrics (node TEXT PRIMARY KEY, value TEXT)")
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -187,12 +189,13 @@ class SqliteStore(Store):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM journal WHERE node = ?", (node,)).fetchone()
-                db.executemany("INSERT INTO journal (node, seq, time, peer, method, url, status, latency) VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(node, last + 1 + i, *entry) for i, entry in enumerate(entries)])
-                db.execute("DELETE FROM journal WHERE node = ? AND seq <= ?",
-                           (node, last + len(entries) - JOURNAL_KEEP))
+                if entries:
+                    (last,) = db.execute("SELECT coalesce(max(seq), 0) FROM journal_batches WHERE node = ?",
+                                         (node,)).fetchone()
+                    db.execute("INSERT INTO journal_batches (node, seq, latest, entries) VALUES (?, ?, ?, ?)",
+                               (node, last + len(entries), *journal_batch(entries)))
+                    db.execute("DELETE FROM journal_batches WHERE node = ? AND seq <= ?",
+                               (node, last + len(entries) - JOURNAL_KEEP))
                 if metrics is not None:
                     db.execute("INSERT INTO metrics (node, value) VALUES (?, ?) ON CONFLICT (node) DO UPDATE SET "
                                "value = excluded.value", (node, metrics))
@@ -203,9 +206,10 @@ class SqliteStore(Store):
 
     def journal(self, since: float, limit: int) -> list[tuple[Any, ...]]:
         with self._lock:
-            rows = self._db.execute("SELECT time, peer, method, url, status, latency FROM journal WHERE time >= ? "
-                                    "ORDER BY time DESC, node, seq DESC LIMIT ?", (since, limit)).fetchall()
-        return rows[::-1]
+            batches = self._db.execute("SELECT node, seq, entries FROM journal_batches WHERE latest >= ?",
+                                       (since,)).fetchall()
+            newest = dict(self._db.execute("SELECT node, max(seq) FROM journal_batches GROUP BY node"))
+        return pick_journal(batches, newest, since, limit)
 
     def metrics(self) -> dict[str, str]:
         with self._lock:
@@ -239,12 +243,12 @@ def _check(path: Path) -> None:
         raise StateError(str(path), f"cannot read it: {exc}") from None
     try:
         tables = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-        if not set(tables) <= set(TABLES) or "state" not in tables:
+        if not set(tables) <= set(TABLES) | set(RETIRED_TABLES) or "state" not in tables:
             raise StateError(str(path), f"not an azimds state database (its tables: {', '.join(tables) or 'none'}; "
                                         "azimds state reset sets it aside)")
         for table in tables:
             columns = [(name, kind) for _, name, kind, *_ in db.execute(f"PRAGMA table_info({table})")]
-            if columns != TABLES[table]:
+            if columns != {**RETIRED_TABLES, **TABLES}[table]:
                 raise StateError(str(path), f"not this azimds's state database (its {table} table has other "
                                             "columns; azimds state reset sets it aside)")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()

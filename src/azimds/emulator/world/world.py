@@ -624,7 +624,7 @@ class World:
                     if entries[index] is last:
                         fresh = entries[index + 1:]
                         break
-            self.store.ship(self.node, [tuple(entry) for entry in fresh],
+            self.store.ship(self.node, list(fresh),
                             json.dumps(self.journal.metrics.to_mapping()))
             if entries:
                 self._shipped_last = entries[-1]
