@@ -3,7 +3,8 @@
 Scripts on a fresh VM call ``azimds tags KEY`` where they would otherwise call curl, once per value they
 need, so its start-up is the cost users feel. This measures the median wall time of that command against a
 running emulator, of ``curl -s -H Metadata:true`` making the same request, and of ``python -c pass`` on
-the same interpreter (the floor no Python CLI can beat). Target: azimds tags at most 80 ms.
+the same interpreter (the floor no Python CLI can beat). Targets: azimds tags at most 80 ms, and at most 3x
+``python -c pass``.
 
 Python is run as an installed package runs: with its bytecode cached (in a temporary PYTHONPYCACHEPREFIX,
 never in the tree). Beside it, the figure with PYTHONDONTWRITEBYTECODE=1, as this workplace sets it, where
@@ -30,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS = 80.0
+TARGET_OVER_PYTHON = 3.0
 KEY = "tag_key"
 EXPECTED = "configured-by-tag"  # its value in the embedded default VM
 API_VERSION = "2021-02-01"  # the client's pinned version: curl makes the very request azimds makes

@@ -63,7 +63,9 @@ WARMUP_SECONDS = 2
 DEFAULT_SECONDS = 10
 QUICK_SECONDS = 3
 
+MANY_CONNECTIONS = 1000  # the c1000 case: the concurrency a fleet brings
 MIN_RPS_RATIO = 0.75  # azimds req/s over nginx req/s, at least
+MANY_MIN_RPS_RATIO = 0.9  # the same at MANY_CONNECTIONS
 MAX_P99_RATIO = 2.00  # azimds p99 latency over nginx p99 latency, at most
 MAX_OTHER_CPU = 0.05  # share of a core other processes may use while measuring before a warning
 
@@ -286,7 +288,7 @@ worker_processes 1;
 pid {workdir / 'nginx.pid'};
 error_log {workdir / 'nginx-error.log'} warn;
 events {{
-    worker_connections 1024;
+    worker_connections 4096;
 }}
 http {{
     access_log off;
@@ -295,7 +297,7 @@ http {{
     keepalive_requests 100000000;  # azimds has no such limit: don't make wrk reconnect
 {temp}
     server {{
-        listen {HOST}:{port};
+        listen {HOST}:{port} backlog=4096;
         root {docroot};
         location = {INSTANCE_PATH} {{
             types {{ }}
@@ -347,10 +349,12 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, logs: Callable[[], s
 # -- wrk -----------------------------------------------------------------------------------------------
 
 
-def run_wrk(ctx: Context, url: str, seconds: int) -> WrkResult:
-    """One wrk run on core 1 against ``url``, parsed."""
+def run_wrk(ctx: Context, url: str, seconds: int, connections: int = WRK_CONNECTIONS) -> WrkResult:
+    """One wrk run on core 1 against ``url`` with ``connections`` connections, parsed. Beyond the default
+    connections, wrk's timeout is 10 s, so a connection left waiting shows in p99 rather than as an error."""
+    timeout = ["--timeout", "10s"] if connections > WRK_CONNECTIONS else []
     command = pinned(ctx.tools, CLIENT_CORE, [
-        ctx.tools["wrk"], f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency",
+        ctx.tools["wrk"], f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", *timeout, "--latency",
         "-H", f"{METADATA_HEADER[0]}: {METADATA_HEADER[1]}", url])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True)
@@ -389,11 +393,11 @@ def parse_wrk(output: str, pid: int = 0) -> WrkResult:
     )
 
 
-def measure(ctx: Context, server: str, url: str, server_pid: int) -> Row:
+def measure(ctx: Context, server: str, url: str, server_pid: int, connections: int = WRK_CONNECTIONS) -> Row:
     """Warm up, then measure; a run with errors is kept but marked invalid, one on a busy machine warned of."""
-    run_wrk(ctx, url, ctx.settings.warmup)
+    run_wrk(ctx, url, ctx.settings.warmup, connections)
     before = process_cpu_seconds()
-    result = run_wrk(ctx, url, ctx.settings.duration)
+    result = run_wrk(ctx, url, ctx.settings.duration, connections)
     others = other_cpu_seconds(before, process_cpu_seconds(), {os.getpid(), server_pid, result.pid})
     (ctx.outdir / f"wrk-{server}.txt").write_text(result.output)
     return Row(server, result.requests_per_sec, result.p99_ms, result.problems,
@@ -470,7 +474,7 @@ def instance_case(ctx: Context) -> CaseResult:
 
 
 def measure_same_bytes(ctx: Context, server: str, proc: subprocess.Popen[bytes], url: str, body: bytes,
-                       stop_signal: int) -> Row:
+                       stop_signal: int, connections: int = WRK_CONNECTIONS) -> Row:
     """Check the server answers ``body`` at ``url``, measure it, then stop it (nginx: SIGQUIT, graceful)."""
     try:
         status, served = fetch(url)
@@ -478,9 +482,36 @@ def measure_same_bytes(ctx: Context, server: str, proc: subprocess.Popen[bytes],
             raise BenchError(f"{server} answered {status} with {len(served)} bytes, not 200 with the same "
                              f"{len(body)} bytes")
         print(f"  {server:7} {url} (pid {proc.pid})")
-        return measure(ctx, server, url, proc.pid)
+        return measure(ctx, server, url, proc.pid, connections)
     finally:
         stop(proc, stop_signal)
+
+
+def many_connections_case(ctx: Context) -> CaseResult:
+    """The instance case at MANY_CONNECTIONS connections from one address, opened at once by wrk: nginx (one
+    worker, backlog 4096), azimds on uvloop, azimds on asyncio's loop (information: the loop azimds runs on by
+    default must be the faster one)."""
+    result = CaseResult("c1000")
+    url_path = f"{INSTANCE_PATH}?{INSTANCE_QUERY}"
+    body = instance_bytes(ctx, url_path)
+    proc, base = start_nginx(ctx, body)
+    result.rows.append(measure_same_bytes(ctx, "nginx", proc, base + url_path, body, signal.SIGQUIT,
+                                          MANY_CONNECTIONS))
+    for loop in ("uvloop", "asyncio"):
+        proc, base = start_azimds(ctx, f"azimds-{loop}", ["--loop", loop])
+        result.rows.append(measure_same_bytes(ctx, f"azimds-{loop}", proc, base + url_path, body, signal.SIGTERM,
+                                              MANY_CONNECTIONS))
+    by_name = {row.server: row for row in result.rows}
+    nginx, uv, plain = by_name["nginx"], by_name["azimds-uvloop"], by_name["azimds-asyncio"]
+    if not (nginx.requests_per_sec and nginx.p99_ms and uv.requests_per_sec and uv.p99_ms):
+        raise BenchError(f"nothing to compare with: {nginx}, {uv}")
+    result.ratios = [
+        Ratio("azimds/nginx req/s (c1000)", uv.requests_per_sec / nginx.requests_per_sec, MANY_MIN_RPS_RATIO, True),
+        Ratio("azimds/nginx p99 (c1000)", uv.p99_ms / nginx.p99_ms, MAX_P99_RATIO, False),
+        Ratio("asyncio/uvloop req/s (info)", plain.requests_per_sec / uv.requests_per_sec, float("inf"), False),
+        Ratio("asyncio/uvloop p99 (info)", plain.p99_ms / uv.p99_ms, 0.0, True),
+    ]
+    return result
 
 
 def instance_bytes(ctx: Context, url_path: str) -> bytes:
@@ -507,8 +538,8 @@ def cli_case(ctx: Context) -> CaseResult:
     if figures.get("curl_ms"):
         result.ratios.append(Ratio("azimds tags / curl (info)", float(figures["azimds_over_curl"]), float("inf"),
                                    False))
-    result.ratios.append(Ratio("azimds tags / python -c pass (info)", float(figures["azimds_over_python"]),
-                               float("inf"), False))
+    result.ratios.append(Ratio("azimds tags / python -c pass", float(figures["azimds_over_python"]),
+                               cli.TARGET_OVER_PYTHON, False))
     return result
 
 
@@ -569,7 +600,9 @@ CASES: tuple[Case, ...] = (
     Case("identity-attested", f"a cached {TOKEN_PATH} and {ATTESTED_PATH} vs {INSTANCE_PATH}, one azimds (info)",
          ("wrk", "taskset"), identity_attested_case),
     Case("cli", "azimds tags KEY end to end vs curl and python -c pass", (), cli_case),
-    Case("fleet", "100,000 VMs: start-up, memory, req/s over 1,000 source addresses vs one VM",
+    Case("c1000", f"GET {INSTANCE_PATH}?{INSTANCE_QUERY} at {MANY_CONNECTIONS} connections: azimds (uvloop, then "
+         "asyncio's loop) vs nginx", ("wrk", "nginx", "taskset"), lambda ctx: many_connections_case(ctx)),
+    Case("fleet", "1,000,000 VMs: start-up, memory after 10,000, req/s over 1,000 source addresses vs one VM",
          ("wrk", "taskset"), lambda ctx: fleet_case(ctx)),
     Case("workers", f"--workers 2 vs one process, {INSTANCE_PATH} from 50 source addresses, both unpinned",
          ("wrk", "taskset"), lambda ctx: workers_case(ctx)),

@@ -15,6 +15,7 @@ from ._common import EXIT_USAGE, Parser, run, set_debug
 TYPE_CHECKING = False  # typing costs 5 ms at import, and this module loads on every call
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -25,7 +26,6 @@ EXIT_CODES = ("exit codes: 0 success, 1 not found (no such tag, path, node or ev
 def build_parser(command: str | None = None) -> Parser:
     """The ``azimds`` parser: with ``command``, only that command's part of it (what ``main`` needs)."""
     from .. import __version__
-    from . import conformance, emulator, imds
 
     parser = Parser(prog="azimds", description="Azure Instance Metadata Service emulator and client.",
                     epilog=EXIT_CODES)
@@ -33,16 +33,27 @@ def build_parser(command: str | None = None) -> Parser:
     parser.add_argument("--debug", action="store_true", help="print tracebacks of failures (also AZIMDS_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    if command is None or command in emulator.COMMANDS:
-        emulator.add_commands(commands)
-    if command is None or command in imds.COMMANDS:
-        imds.add_commands(commands)
-    if command is None or command in conformance.COMMANDS:
-        conformance.add_commands(commands)
+    for module in _modules(command):
+        module.add_commands(commands)
     if command is None:
         commands.add_parser("ctl", add_help=False, help="steer a running emulator through its control plane "
                                                         "(see azimds ctl --help)")
     return parser
+
+
+def _modules(command: str | None) -> list[Any]:
+    """The command modules whose parsers ``command`` needs: the one that has it (importing the IMDS commands'
+    first, and the others only if it is not theirs: ``azimds tags`` must start fast); all for None; none for a
+    command nobody has."""
+    from . import imds
+
+    if command is not None and command in imds.COMMANDS:
+        return [imds]
+    from . import conformance, emulator
+
+    if command is None:
+        return [emulator, imds, conformance]
+    return [module for module in (emulator, conformance) if command in module.COMMANDS]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,10 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .ctl import main as ctl
 
         return ctl(args_in[1:])
-    from . import conformance, emulator, imds
-
-    known = emulator.COMMANDS + imds.COMMANDS + conformance.COMMANDS
-    command = args_in[0] if args_in and args_in[0] in known else None
+    command = args_in[0] if args_in and _modules(args_in[0]) else None
     try:
         args = build_parser(command).parse_args(args_in)
     except KeyboardInterrupt:

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
-__all__ = ["EXIT_NOT_FOUND", "EXIT_OK", "EXIT_UNVERIFIED", "EXIT_USAGE", "Parser", "debugging", "drop_stdout", "error",
-           "json_text", "note", "rate", "run", "seconds", "set_debug", "warn", "write"]
+__all__ = ["EXIT_NOT_FOUND", "EXIT_OK", "EXIT_UNVERIFIED", "EXIT_USAGE", "Formatter", "Parser", "debugging",
+           "drop_stdout", "error", "json_text", "note", "rate", "run", "seconds", "set_debug", "warn", "write"]
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNVERIFIED = 0, 1, 2, 3
 DEBUG_ENV = "AZIMDS_DEBUG"
@@ -31,10 +31,37 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class Formatter(argparse.HelpFormatter):
+    """argparse's help layout, told the terminal's width as ``shutil`` would say it, without importing ``shutil``
+    (with its compression modules), which argparse does for every argument it checks: milliseconds of every
+    CLI call."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width if width is not None else _width() - 2)
+
+
+def _width() -> int:
+    """The terminal's columns: ``$COLUMNS``, else the terminal's, else 80 (``shutil.get_terminal_size``'s rule)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            stdout = sys.__stdout__
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout is not None else 0
+        except (ValueError, OSError):
+            columns = 0
+    return columns or 80
+
 
 
 def debugging() -> bool:

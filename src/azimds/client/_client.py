@@ -9,22 +9,20 @@ maintenance handler needs.
 
 from __future__ import annotations
 
-import base64
+import _thread
 import json
 import os
-import random
 import re
-import threading
 import time
-from urllib.parse import quote
 
 from ..azure import ENDPOINT_INTRODUCED, NO_LOADBALANCER, parse_tags
 from ..errors import ImdsError, ImdsUnavailable, NotFound, UsageError
 from ._retry import PROCESS_LIMITER, Backoff, TokenBucket
-from .transport import Endpoint, ProtocolError, Reply
+from .transport import Endpoint, ProtocolError, Reply, quote
 
 TYPE_CHECKING = False  # typing costs 5 ms at import; the CLI imports this module on every call
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
@@ -118,7 +116,7 @@ class Client:
                  deadline: float = DEFAULT_DEADLINE, timeout: float = DEFAULT_TIMEOUT,
                  backoff: Backoff | None = None, limiter: TokenBucket | None = PROCESS_LIMITER,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random, trace: Callable[[str], None] | None = None) -> None:
+                 rng: Callable[[], float] | None = None, trace: Callable[[str], None] | None = None) -> None:
         if not deadline > 0 or not timeout > 0:
             raise UsageError("deadline and timeout must be more than 0 seconds")
         self._endpoint = resolve_endpoint(endpoint)
@@ -132,7 +130,7 @@ class Client:
         self._fell_back = False
         self._facts: dict[str, str] = {}
         self._tokens: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, str]] = {}  # by resource, selector
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading's own; importing threading costs the CLI milliseconds
         self._events_on = False  # a scheduled-events request has been answered: the service is switched on
         self._trace = trace  # told of every attempt and wait, one line each (azimds -v)
 
@@ -207,6 +205,8 @@ class Client:
 
     def user_data(self, *, deadline: float | None = None) -> bytes:
         """userData, base64-decoded (b"" when none), read fresh."""
+        import base64
+
         return base64.b64decode(self._field(self.compute(deadline=deadline), "userData"))
 
     def private_ips(self, *, deadline: float | None = None) -> list[str]:
@@ -458,6 +458,10 @@ class Client:
             return None
         if status == 404 and _NO_LOAD_BALANCER in reply.body:  # type: ignore[union-attr]
             return None  # not "IMDS is updating": the VM is behind no Standard load balancer
+        if self._rng is None:  # random loads when a retry needs its jitter, not on every CLI call
+            import random
+
+            self._rng = random.random
         wait = self.backoff.delay(retry, status, self._rng())
         room = call.remaining() - self.backoff.min_attempt
         after = _retry_after(reply.header("retry-after")) if reply is not None else None

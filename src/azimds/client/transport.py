@@ -3,18 +3,69 @@
 One request per connection (``Connection: close``): nothing is ever stale, nothing is shared between threads.
 Like urllib3 it never reads ``HTTP_PROXY`` and friends (IMDS must not be reached through a proxy), and it
 imports in a fraction of the time of ``http.client``, whose e-mail parser alone costs ~25 ms of every CLI
-start. ``https://`` goes through ``http.client`` (IMDS itself is HTTP only).
+start. ``https://`` goes through ``http.client`` (IMDS itself is HTTP only). URLs are split and quoted here
+rather than by ``urllib.parse``, which imports ``ipaddress`` and costs milliseconds more of every CLI call; host
+names go to the resolver as ASCII bytes, so that the ``idna`` codec (and ``unicodedata``) load only for a
+name that is not ASCII. Sockets are the interpreter's own (``_socket``): the ``socket`` module around them
+converts its constants to enums at import, another 3-4 ms of every call.
 """
 
 from __future__ import annotations
 
-import socket
+import _socket
 import time
-from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
-__all__ = ["MAX_BODY", "Endpoint", "ProtocolError", "Reply", "fetch"]
+__all__ = ["MAX_BODY", "Endpoint", "ProtocolError", "Reply", "fetch", "quote", "split_url"]
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str, safe: str = "") -> str:
+    """``text`` percent-encoded as UTF-8, every byte but RFC 3986's unreserved characters and ``safe``."""
+    allowed = _UNRESERVED | frozenset(safe.encode("ascii"))
+    return "".join(chr(byte) if byte in allowed else f"%{byte:02X}" for byte in text.encode("utf-8"))
+
+
+class SplitUrl:
+    """A URL's parts, as ``urllib.parse.urlsplit`` names them; ``hostname`` lower case, brackets removed."""
+
+    __slots__ = ("fragment", "hostname", "netloc", "path", "port", "query", "scheme")
+
+    def __init__(self, scheme: str, netloc: str, path: str, query: str, fragment: str) -> None:
+        self.scheme, self.netloc, self.path, self.query, self.fragment = scheme, netloc, path, query, fragment
+        hostport = netloc.rpartition("@")[2]
+        port = ""
+        if hostport.startswith("["):
+            host, bracket, rest = hostport[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"a bad IPv6 address in {netloc!r}")
+            port = rest[1:]
+        else:
+            host, _, port = hostport.partition(":")
+            if ":" in port:
+                raise ValueError(f"a bad port in {netloc!r}")
+        self.hostname = host.lower() or None
+        if port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            raise ValueError(f"a bad port in {netloc!r}")
+        self.port = int(port) if port else None
+
+
+def split_url(text: str) -> SplitUrl:
+    """``scheme://netloc/path?query#fragment`` in its parts (ValueError for a bad port or IPv6 address)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme.isascii() or not scheme.isalpha():
+        scheme, rest = "", text
+    end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found >= 0:
+            end = min(end, found)
+    netloc, tail = (rest[:end], rest[end:]) if scheme else ("", rest)
+    tail, _, fragment = tail.partition("#")
+    path, _, query = tail.partition("?")
+    return SplitUrl(scheme.lower(), netloc, path, query, fragment)
 
 _MAX_HEAD = 64 * 1024
 #: The largest answer body read: IMDS documents are kilobytes (userData is at most 64 KB); past this the
@@ -44,20 +95,21 @@ class Endpoint:
     __slots__ = ("_address", "_host_header", "_port", "host", "scheme", "url")
 
     def __init__(self, text: str, *, paths: tuple[str, ...] = ("",), what: str = "an endpoint") -> None:
-        parts = urlsplit(text.strip())
+        try:
+            parts = split_url(text.strip())
+        except ValueError:
+            raise UsageError(f"{what} is http://HOST[:PORT], not {text!r}") from None
         path = parts.path.rstrip("/")
         if parts.scheme not in ("http", "https") or not parts.hostname or path not in paths \
                 or parts.query or parts.fragment:
             raise UsageError(f"{what} is http://HOST[:PORT], not {text!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise UsageError(f"{what} is http://HOST[:PORT], not {text!r}") from None
+        port = parts.port
         self.scheme = parts.scheme
         self.host = parts.hostname
         self.url = f"{parts.scheme}://{parts.netloc}"
         self._port = port
-        self._address = (parts.hostname, port or (443 if parts.scheme == "https" else 80))
+        host: str | bytes = parts.hostname.encode("ascii") if parts.hostname.isascii() else parts.hostname
+        self._address = (host, port or (443 if parts.scheme == "https" else 80))
         self._host_header = parts.netloc.rpartition("@")[2]
 
     def exchange(self, method: str, target: str, *, headers: dict[str, str], body: bytes | None = None,
@@ -72,17 +124,39 @@ class Endpoint:
         if body is not None:
             head.append(f"Content-Length: {len(body)}")
         deadline = time.monotonic() + timeout
-        with socket.create_connection(self._address, timeout=timeout) as sock:
+        sock = _connect(self._address, timeout)
+        try:
             reader = _Reader(sock, deadline, max_body)
             sock.settimeout(reader.left())
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b""))
             return _read_reply(reader, method)
+        finally:
+            sock.close()
+
+
+def _connect(address: tuple[str | bytes, int], timeout: float) -> _socket.socket:
+    """A TCP connection to the first of ``address``'s addresses that answers (``socket.create_connection``)."""
+    host, port = address
+    failure: OSError | None = None
+    for family, kind, proto, _, where in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(where)
+            return sock
+        except OSError as exc:
+            failure = exc
+            sock.close()
+    raise failure or OSError(f"no address for {host!r}")
 
 
 def fetch(url: str, *, timeout: float, redirects: int = 3) -> Reply:
     """GET an absolute http(s) URL, following up to ``redirects`` redirections."""
     for _ in range(redirects + 1):
-        parts = urlsplit(url)
+        try:
+            parts = split_url(url)
+        except ValueError:
+            raise UsageError(f"a URL is http://HOST[:PORT]/PATH, not {url!r}") from None
         endpoint = Endpoint(f"{parts.scheme}://{parts.netloc}", what="a URL")
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         reply = endpoint.exchange("GET", target, headers={"User-Agent": "azimds"}, timeout=timeout)
@@ -98,7 +172,7 @@ class _Reader:
 
     __slots__ = ("deadline", "got", "max_body", "sock")
 
-    def __init__(self, sock: socket.socket, deadline: float, max_body: int) -> None:
+    def __init__(self, sock: _socket.socket, deadline: float, max_body: int) -> None:
         self.sock, self.deadline, self.max_body, self.got = sock, deadline, max_body, 0
 
     def left(self) -> float:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ListenError, StateError
+from ..errors import ListenError, StateError, UsageError
 from .config import Config
 from .control.plane import ControlPlane
 from .model import profile as profiles
@@ -243,11 +243,15 @@ def _json_log(entry: JournalEntry) -> None:
                                  "status": entry.status, "latency_ms": round(entry.latency * 1000, 3)}) + "\n")
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (it is faster), else asyncio's own loop."""
+def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
+    """The loop ``--loop`` names: ``auto`` is uvloop when it is installed (it is faster), else asyncio's own."""
+    if kind == "asyncio":
+        return asyncio.new_event_loop()
     try:
         import uvloop
     except ImportError:
+        if kind == "uvloop":
+            raise UsageError("--loop uvloop: uvloop is not installed (pip install uvloop)") from None
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
@@ -255,7 +259,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(app: App, ready: Callable[[str], None] = print) -> int:
     """Run until SIGINT or SIGTERM; returns the exit code."""
-    loop = new_event_loop()
+    loop = new_event_loop(app.config.loop)
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(_serve(app, ready))

@@ -276,6 +276,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", _workers, 1, f"processes answering the metadata port (1-{MAX_WORKERS}); more than 1 runs a "
            "supervisor that restarts them, each source address answered by one of them (see README 'Workers')",
            "N"),
+    Option("loop", _choice("auto", "uvloop", "asyncio"), "auto", "the event loop: uvloop when installed (auto), or "
+           "asyncio's own", "LOOP", choices=("auto", "uvloop", "asyncio")),
     Option("reset_state", _flag, False, "set the state directory's state aside (into STATE_DIR/aside-TIME/) and "
            "start afresh", switch=True),
 )
@@ -315,6 +317,7 @@ class Config:
     state: str | None = None
     node: str | None = None
     workers: int = 1
+    loop: str = "auto"
     reset_state: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 

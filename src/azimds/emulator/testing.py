@@ -118,7 +118,7 @@ class Emulator:
         failure: list[BaseException] = []
 
         def run() -> None:
-            loop = self._loop = new_event_loop()
+            loop = self._loop = new_event_loop(self.app.config.loop)
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.app.start())

@@ -426,7 +426,7 @@ def _notice(message: str) -> None:
 def serve_workers(config: Config, profile: Profile, ready: Callable[[str], None] = print) -> int:
     """``azimds serve --workers N`` in the foreground until SIGINT or SIGTERM; returns the exit code."""
     supervisor = Supervisor(config, profile, ready=ready)
-    loop = new_event_loop()
+    loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(supervisor.run())
@@ -447,7 +447,7 @@ def run_worker(index: int, listen_fd: int, link_fd: int) -> int:
     link = socket.socket(fileno=link_fd)
     app = App(config, profile, role="worker", sock=sock)
     app.world.faults.started = started  # the system's monotonic clock: the supervisor's start is ours
-    loop = new_event_loop()
+    loop = new_event_loop(config.loop)
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(_work(app, link))

@@ -262,6 +262,59 @@ def test_documents_signed_with_a_manual_clock_follow_it():
         verify_attested(document, imds.ca_pem(), now=imds.world.clock.now())
 
 
+def test_a_document_is_signed_once_a_second_and_fresh_nonces_do_not_hold_up_other_requests():
+    """Within one second a URL's document is the same bytes (signed once); the next second it is signed anew.
+    1,000 fresh nonces (20 connections, 50 pipelined on each) mean 1,000 RSA signatures: made on the signing
+    threads, so instance requests beside them are answered in far less time than those signatures take."""
+    import socket
+    import threading
+    import time
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    started = time.perf_counter()
+    for i in range(1000):
+        key.sign(b"%d" % i, padding.PKCS1v15(), hashes.SHA256())
+    signing = time.perf_counter() - started  # what the flood costs, were it signed on the loop
+
+    with Emulator(clock="manual", rate_limit=0) as imds:
+        first, again = attest(imds, query="&nonce=abc"), attest(imds, query="&nonce=abc")
+        assert first == again
+        imds.control.advance(1)
+        assert attest(imds, query="&nonce=abc")["signature"] != first["signature"]
+        assert any(t.name.startswith("azimds-sign") for t in threading.enumerate())  # not the loop's thread
+
+        host, port = imds.url.removeprefix("http://").rsplit(":", 1)
+        done = threading.Barrier(21)
+
+        def flood(n: int) -> None:
+            with socket.create_connection((host, int(port)), timeout=30) as sock:
+                sock.sendall(b"".join(f"GET {DOC}?api-version=2025-04-07&nonce=c{n}n{i} HTTP/1.1\r\nHost: x\r\n"
+                                      f"Metadata: true\r\n\r\n".encode() for i in range(50)))
+                seen = b""
+                while seen.count(b"HTTP/1.1 200 OK") < 50:
+                    chunk = sock.recv(1 << 20)
+                    assert chunk, "the connection closed before its 50 answers"
+                    seen += chunk
+            done.wait(30)
+
+        floods = [threading.Thread(target=flood, args=(n,), daemon=True) for n in range(20)]
+        for thread in floods:
+            thread.start()
+        latencies: list[float] = []
+        while done.n_waiting < 20:
+            started = time.perf_counter()
+            reply = fetch(imds.url, "/metadata/instance/compute/name?api-version=2021-02-01&format=text")
+            assert reply.status == 200
+            latencies.append(time.perf_counter() - started)
+        done.wait(30)
+    assert len(latencies) >= 3, "the flood was answered before the instance requests could run beside it"
+    assert max(latencies) < signing / 3, (f"an instance request waited {max(latencies):.3f} s beside a flood whose "
+                                          f"signatures take {signing:.3f} s")
+
+
 @pytest.mark.parametrize("document", [
     {"encoding": "base64", "signature": "MA=="}, {"encoding": "pkcs7", "signature": "not base64!"},
     {"encoding": "pkcs7", "signature": "MIIBAA=="}, {"encoding": "pkcs7"}, "{not json", 42,

@@ -126,8 +126,8 @@ def test_a_client_that_does_not_read_does_not_stall_others(shared_vm):
 class TinyServer:
     """An HttpServer with a trivial handler and chosen limits, on its own loop thread."""
 
-    def __init__(self, limits: Limits, handler=None):
-        self.loop = asyncio.new_event_loop()
+    def __init__(self, limits: Limits, handler=None, loop: asyncio.AbstractEventLoop | None = None):
+        self.loop = loop or asyncio.new_event_loop()
         self.server = HttpServer(handler or (lambda r: Response(200, b"ok")), limits=limits)
         ready = threading.Event()
 
@@ -298,6 +298,38 @@ def test_ten_thousand_silent_connections_lock_nobody_out():
             s.close()
     finally:
         tiny.close()
+
+
+def test_a_burst_of_new_connections_is_accepted_at_once_while_the_loop_is_busy():
+    """libuv (under uvloop) accepts one connection per loop iteration. With iterations made slow (10 ms, as 1,000
+    busy connections make them), 300 new clients would wait 3 s to be accepted, the last of them; the server
+    accepts every waiting connection each time its socket is ready, so all are answered in a few iterations."""
+    from azimds.emulator.app import new_event_loop
+
+    tiny = TinyServer(Limits(), loop=new_event_loop())
+    busy = threading.Event()
+    busy.set()
+
+    def slow_iteration() -> None:  # runs once per loop iteration while ``busy``
+        time.sleep(0.01)
+        if busy.is_set():
+            tiny.loop.call_soon(slow_iteration)
+
+    tiny.loop.call_soon_threadsafe(slow_iteration)
+    clients: list[socket.socket] = []
+    try:
+        clients = [connect(tiny.url) for _ in range(300)]  # the kernel completes every handshake: all queued
+        started = time.monotonic()
+        for client in clients:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert all(read_responses(client, 1)[0][0] == 200 for client in clients)
+        elapsed = time.monotonic() - started
+    finally:
+        busy.clear()
+        for client in clients:
+            client.close()
+        tiny.close()
+    assert elapsed < 1.5, f"300 queued connections took {elapsed:.2f} s to be answered"
 
 
 def wait_until(condition, timeout: float = 5.0) -> None:

@@ -66,6 +66,14 @@ class Response:
             head = self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         return head
 
+    def with_header(self, name: str, value: str) -> Response:
+        """This response with one more header (a per-request id, say), its head this one's cached head plus
+        that line: a cached answer stays cheap when one header changes on every request."""
+        other = Response(self.status, self.body, self.content_type, (*self.headers, (name, value)), self.close,
+                         self.drop)
+        other._head = self.head() + f"{name}: {value}\r\n".encode("latin-1")
+        return other
+
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.body[:60]!r}>"
 

@@ -23,6 +23,11 @@ from .http import Handler, Request, Response
 __all__ = ["Connection", "HttpServer", "Limits"]
 
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; bursts of new connections must not be dropped
+#: Connections accepted at most each time the listening socket is ready. libuv (under uvloop) accepts one per
+#: loop iteration since 1.45; with 1,000 busy connections an iteration takes ~10 ms, so a burst of new clients
+#: waited seconds in the kernel's accept queue (p99 of 3 s at c1000). We accept them ourselves, all at once.
+ACCEPT_BATCH = BACKLOG
+ACCEPT_RETRY = 1.0  # seconds before accepting again when out of file descriptors (or another accept error)
 NOTICE_EVERY = 10.0  # seconds between two notices of the same kind
 
 
@@ -290,6 +295,28 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
+async def _listen(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address of ``host`` (as asyncio's create_server binds them), all on one port."""
+    infos = await loop.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # the IPv4 address has its own
+            if len(sockets) > 1 and port == 0:
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def _has_version(data: bytes) -> bool:
     """False for a complete first line with no ``HTTP/x.y`` (an HTTP/0.9 request); True otherwise, an
     incomplete line included (the parser and the bounds decide about it)."""
@@ -315,22 +342,53 @@ class HttpServer:
         self.notice = notice  # told, at most every NOTICE_EVERY seconds per kind, when a cap turns clients away
         self._noticed: dict[str, float] = {}
         self.stopping = False
-        self._server: asyncio.AbstractServer | None = None
+        self._sockets: list[socket.socket] = []  # listening
+        self._connecting: set[asyncio.Task[Any]] = set()  # accepted sockets being given their transports
         self._housekeeper: asyncio.Task[None] | None = None
         self._on_error = on_error
         self.host = ""
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None) -> None:
+        """Listen on every address ``host`` names (``port`` 0: one free port for all), or on ``sock``, already
+        listening. Raises OSError (socket.gaierror for a name that does not resolve) when it cannot."""
         loop = asyncio.get_running_loop()
-        if sock is not None:
-            self._server = await loop.create_server(lambda: Connection(self), sock=sock, backlog=BACKLOG)
-        else:
-            self._server = await loop.create_server(lambda: Connection(self), host, port, backlog=BACKLOG,
-                                                    reuse_address=True)
-        bound = self._server.sockets[0].getsockname()
+        sockets = [sock] if sock is not None else await _listen(loop, host, port)
+        for listening in sockets:
+            listening.setblocking(False)
+            loop.add_reader(listening.fileno(), self._accept, listening)
+        self._sockets = sockets
+        bound = sockets[0].getsockname()
         self.host, self.port = bound[0], bound[1]
         self._housekeeper = loop.create_task(self._housekeeping())
+
+    def _accept(self, listening: socket.socket) -> None:
+        """Take every connection waiting on ``listening`` (up to ACCEPT_BATCH) and give each its transport."""
+        loop = asyncio.get_running_loop()
+        for _ in range(ACCEPT_BATCH):
+            try:
+                accepted, _ = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: stop for a moment rather than spin on a full queue
+                self._notify("accept", f"cannot accept connections: {exc.strerror or exc}; trying again in "
+                                       f"{ACCEPT_RETRY:.0f} s")
+                loop.remove_reader(listening.fileno())
+                loop.call_later(ACCEPT_RETRY, self._resume, listening)
+                return
+            accepted.setblocking(False)
+            task = loop.create_task(loop.connect_accepted_socket(lambda: Connection(self), accepted))
+            self._connecting.add(task)
+            task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        self._connecting.discard(task)
+        if not task.cancelled():
+            task.exception()  # a client gone before its transport was made: nothing to answer
+
+    def _resume(self, listening: socket.socket) -> None:
+        if not self.stopping and listening in self._sockets:
+            asyncio.get_running_loop().add_reader(listening.fileno(), self._accept, listening)
 
     def admit(self, conn: Connection) -> bool:
         """Whether a new connection may stay: within its address's cap, and within the global cap once the
@@ -390,8 +448,11 @@ class HttpServer:
     async def close(self) -> None:
         """Stop accepting, let in-flight responses finish (up to the grace period), then close the rest."""
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        loop = asyncio.get_running_loop()
+        for listening in self._sockets:
+            loop.remove_reader(listening.fileno())
+            listening.close()
+        self._sockets = []
         for conn in list(self.connections):
             conn.shutdown()
         deadline = time.monotonic() + self.limits.shutdown_grace
@@ -406,8 +467,8 @@ class HttpServer:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self._housekeeper is not None:
             self._housekeeper.cancel()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for task in list(self._connecting):
+            task.cancel()
 
     def log_exception(self, request: Request | None, exc: BaseException | None = None) -> None:
         if self._on_error is not None:

@@ -41,6 +41,8 @@ class IdentityEndpoint(Endpoint):
         self.clock = clock
         self.public_url = public_url
         self.tokens: dict[tuple[str, str, str], Token] = {}
+        # The answer for a cached token changes once a second (expires_in): made once per token and second.
+        self._answers: dict[tuple[str, str, str], tuple[Token, int, Response]] = {}
 
     # -- /metadata/identity/... ------------------------------------------------------------------------------
     def resolve(self, vm: VmView, keys: list[str], query: dict[str, str], version: str | None) -> Outcome:
@@ -79,14 +81,19 @@ class IdentityEndpoint(Endpoint):
         if bypass or token is None or token.expires_on - now < choices.TOKEN_REFRESH_MARGIN:
             if len(self.tokens) >= _TOKEN_CACHE_LIMIT:
                 self.tokens.clear()
+                self._answers.clear()
             token = self.tokens[key] = self.issuer.issue(identity, tenant, resource, now, vm_id)
-        body = render.to_json({
-            "access_token": token.access_token, "client_id": token.client_id,
-            "expires_in": str(max(0, token.expires_on - int(now))), "expires_on": str(token.expires_on),
-            "ext_expires_in": str(EXT_EXPIRES_IN), "not_before": str(token.not_before),
-            "resource": token.resource, "token_type": "Bearer",
-        })
-        return Response(200, body, headers=(("x-ms-request-id", str(uuid.uuid4())),))
+        second = int(now)
+        made = self._answers.get(key)
+        if made is None or made[0] is not token or made[1] != second:
+            body = render.to_json({
+                "access_token": token.access_token, "client_id": token.client_id,
+                "expires_in": str(max(0, token.expires_on - second)), "expires_on": str(token.expires_on),
+                "ext_expires_in": str(EXT_EXPIRES_IN), "not_before": str(token.not_before),
+                "resource": token.resource, "token_type": "Bearer",
+            })
+            made = self._answers[key] = (token, second, Response(200, body))
+        return made[2].with_header("x-ms-request-id", str(uuid.uuid4()))
 
     # -- outside /metadata: what validates the tokens --------------------------------------------------------
     def public(self, vm: VmView, path: str) -> Outcome | None:
