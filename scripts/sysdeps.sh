@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and benchmarks run against (curl, openssl, jq, wget, nginx, wrk, iproute2,
 # and PostgreSQL's server binaries: the tests start a private cluster of their own), where they are missing and
-# this machine can install them. Tests that need a missing tool skip, saying so.
+# this machine can install them, and podman with what builds the container image (scripts/image.sh deps). Tests
+# that need a missing tool skip, saying so.
 set -u
+bash "$(dirname "${BASH_SOURCE[0]}")/image.sh" deps || echo "sysdeps: the container image test will skip" >&2
 need=()
 for pair in curl:curl openssl:openssl jq:jq wget:wget nginx:nginx-light wrk:wrk ip:iproute2 taskset:util-linux; do
   tool=${pair%%:*}; pkg=${pair#*:}
