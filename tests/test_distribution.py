@@ -170,6 +170,7 @@ def test_the_emulator_without_its_extra_says_what_to_install(light: Path, tmp_pa
     run = subprocess.run([str(light / "bin" / "azimds"), *args], capture_output=True, text=True,
                          env=light_env(HOME=str(tmp_path)), cwd=tmp_path, timeout=60)
     assert (run.returncode, run.stdout) == (2, "")
-    assert run.stderr == ("azimds: the emulator needs its extra: pip install 'azimds[emulator]' (not installed: "
-                          "httptools, pydantic, PyYAML, cryptography, PyJWT)\n")
+    line = "azimds: the emulator needs its extra: pip install 'azimds[emulator]' (not installed: "
+    assert run.stderr.startswith(line) and run.stderr.endswith(")\n") and run.stderr.count("\n") == 1
+    assert {"pydantic", "PyYAML", "cryptography"} <= set(run.stderr[len(line):-2].split(", "))
     assert not list(tmp_path.iterdir())  # nothing made: no state directory, no CA

@@ -1,7 +1,8 @@
 """Wires a configuration into a running emulator: profile, world, metadata service, control plane, HTTP servers.
 
 ``App(config)`` assembles the parts (raising ProfileError for a bad profile or option, before anything
-listens); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
+listens), the profile file's watch included (``serve --watch``: the control plane's reload, run when the file
+changes); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
 With ``--workers N`` (``workers``) the same parts are split in two roles: the supervisor's App keeps the state
 directory's lock and serves the control plane; each worker's App answers the metadata port on a socket the
 supervisor hands it. Both share the world through the store.
