@@ -174,3 +174,50 @@ def test_the_emulator_without_its_extra_says_what_to_install(light: Path, tmp_pa
     assert run.stderr.startswith(line) and run.stderr.endswith(")\n") and run.stderr.count("\n") == 1
     assert {"pydantic", "PyYAML", "cryptography"} <= set(run.stderr[len(line):-2].split(", "))
     assert not list(tmp_path.iterdir())  # nothing made: no state directory, no CA
+
+
+def runtime_of(name: str) -> set[Path]:
+    """The top-level modules of distribution ``name`` and of everything it requires here (markers evaluated)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    found: set[Path] = set()
+    names, seen = [name], set()
+    while names:
+        dist = metadata.distribution(names.pop())
+        if dist.metadata["Name"].lower() in seen:
+            continue
+        seen.add(dist.metadata["Name"].lower())
+        for file in dist.files or []:
+            top = file.parts[0]
+            module = len(file.parts) > 1 or top.endswith(".py")  # a package, or a module file
+            if module and not top.endswith((".dist-info", ".pth")) and top != "..":
+                found.add(Path(str(dist.locate_file(top))))
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                names.append(requirement.name)
+    return found
+
+
+def test_pytest_with_the_light_install_runs_and_its_fixtures_say_what_to_install(light: Path, tmp_path: Path) -> None:
+    """azimds' pytest plugin is registered by the wheel's entry point, extra or not: pytest must still start, and
+    the fixtures must say what they need. pytest (and what it requires) comes from this environment, alone on
+    PYTHONPATH."""
+    only_pytest = tmp_path / "pytest-only"
+    only_pytest.mkdir()
+    for source in runtime_of("pytest"):
+        (only_pytest / source.name).symlink_to(source)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_app.py").write_text("def test_plain():\n    pass\n\n\ndef test_with_imds(imds):\n    pass\n")
+    env = light_env(PYTHONPATH=str(only_pytest))
+    for name in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYTEST_PLUGINS"):
+        env.pop(name, None)
+    run = subprocess.run([str(light / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite)],
+                         capture_output=True, text=True, cwd=suite, timeout=120, env=env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 passed, 1 error" in run.stdout, run.stdout
+    assert ("the imds fixture needs the emulator: pip install 'azimds[emulator]' (pydantic is missing)"
+            in run.stdout), run.stdout
