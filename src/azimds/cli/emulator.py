@@ -2,18 +2,21 @@
 
 ``serve``'s flags are made from ``azimds.emulator.config.OPTIONS`` (one per option, each with its
 ``AZIMDS_*`` variable); values are validated in one place, ``Config.build``, which names the flag, variable
-or profile key a bad one came from. The emulator's dependencies are imported when a command runs.
+or profile key a bad one came from. The emulator's dependencies are imported when a command runs; a command
+that needs them in an install without the ``emulator`` extra says in one line what to install (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from ._common import EXIT_OK, EXIT_USAGE, error, rate, warn
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = ["COMMANDS", "add_commands"]
@@ -21,7 +24,49 @@ __all__ = ["COMMANDS", "add_commands"]
 #: The commands this module adds, and so handles.
 COMMANDS = ("serve", "_worker", "run", "_run-inside", "ca", "state")
 
-_EXTRA = "the emulator needs its extra: pip install 'azimds[emulator]'"
+EXTRA = "emulator"
+_EXTRA = f"the emulator needs its extra: pip install 'azimds[{EXTRA}]'"
+
+
+def _needs_extra(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` needs the emulator's extra: without it, one line naming what to install, and exit 2."""
+    def guarded(args: argparse.Namespace) -> int:
+        missing = _missing_requirements(EXTRA)
+        if missing:
+            error(f"{_EXTRA} (not installed: {', '.join(missing)})")
+            return EXIT_USAGE
+        try:
+            return command(args)
+        except ModuleNotFoundError as exc:  # installed without metadata pip can see, or a part of one missing
+            if (exc.name or "azimds").partition(".")[0] == "azimds":
+                raise
+            error(f"{_EXTRA} ({exc.name} is missing)")
+            return EXIT_USAGE
+    return guarded
+
+
+def _missing_requirements(extra: str) -> list[str]:
+    """The distributions ``extra`` requires (those without a platform condition) that are not installed;
+    none when azimds itself is not an installed distribution (run from a source tree)."""
+    from importlib import metadata
+
+    try:
+        requirements = metadata.requires("azimds") or []
+    except metadata.PackageNotFoundError:
+        return []
+    missing = []
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        if " ".join(marker.replace("'", '"').split()) != f'extra == "{extra}"':
+            continue
+        name = re.match(r"[A-Za-z0-9._-]+", spec.strip())
+        if name is None:
+            continue
+        try:
+            metadata.distribution(name.group())
+        except metadata.PackageNotFoundError:
+            missing.append(name.group())
+    return missing
 
 
 def add_commands(commands: Any) -> None:
@@ -48,14 +93,14 @@ def _add_serve(commands: Any) -> None:
             kwargs = {"dest": option.name, "action": "store_const", "const": True, "default": None,
                       "help": kwargs["help"]}
         serve.add_argument(option.flag, **kwargs)
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_needs_extra(_serve))
     worker = commands.add_parser("_worker", description="One worker of azimds serve --workers N, started by its "
                                  "supervisor: its configuration on stdin, its listening socket and its link to the "
                                  "supervisor inherited as descriptors.")
     worker.add_argument("--index", type=int, required=True, help="the worker's place in the supervisor's group")
     worker.add_argument("--listen-fd", type=int, required=True, help="the listening socket's descriptor")
     worker.add_argument("--link-fd", type=int, required=True, help="the descriptor of the link to the supervisor")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_needs_extra(_worker))
 
 
 def _add_run(commands: Any) -> None:
@@ -74,7 +119,7 @@ def _add_run(commands: Any) -> None:
                              help="requests per second per source address, 0 for no limit (default: 5)")
         command.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND ...",
                              help="the command and its arguments")
-        command.set_defaults(run=run)
+        command.set_defaults(run=_needs_extra(run))
 
 
 def _add_ca(commands: Any) -> None:
@@ -91,7 +136,7 @@ def _add_ca(commands: Any) -> None:
                                                             "(default: ~/.local/state/azimds)")
     export.add_argument("--intermediate", action="store_true", help="the intermediate too, after the root")
     export.add_argument("--output", "-o", metavar="FILE", help="write here (default: stdout)")
-    export.set_defaults(run=_ca_export)
+    export.set_defaults(run=_needs_extra(_ca_export))
 
 
 def _add_state(commands: Any) -> None:
@@ -123,15 +168,12 @@ def _state_reset(args: argparse.Namespace) -> int:
 # -- serve -------------------------------------------------------------------------------------------------
 
 def _serve(args: argparse.Namespace) -> int:
-    try:
-        from ..emulator.app import App, configure, serve
-        from ..emulator.config import OPTIONS, Config, env_options, serve_state_dir
-    except ImportError as exc:
-        error(f"{_EXTRA} ({exc.name} is missing)")
-        return EXIT_USAGE
+    from ..emulator.app import App, configure, serve
+    from ..emulator.config import OPTIONS, Config, env_options, serve_state_dir
+
     flags = {option.name: getattr(args, option.name) for option in OPTIONS}
     env = env_options()
-    port = Config.build(env=env, flags={"port": flags["port"]}).port  # where the state goes depends on it
+    port = Config.build(env=env, flags=flags).port  # where the state goes depends on it (every value checked)
     config, profile = configure(flags=flags, env=env, defaults={"state_dir": serve_state_dir(port)})
     if config.control_public:
         warn(f"the control plane listens on {config.control_host}: plain HTTP, reachable from other machines; "

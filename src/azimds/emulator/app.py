@@ -1,7 +1,8 @@
 """Wires a configuration into a running emulator: profile, world, metadata service, control plane, HTTP servers.
 
 ``App(config)`` assembles the parts (raising ProfileError for a bad profile or option, before anything
-listens); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
+listens), the profile file's watch included (``serve --watch``: the control plane's reload, run when the file
+changes); ``serve`` runs one in the foreground until a signal. ``testing.Emulator`` runs one on a thread.
 With ``--workers N`` (``workers``) the same parts are split in two roles: the supervisor's App keeps the state
 directory's lock and serves the control plane; each worker's App answers the metadata port on a socket the
 supervisor hands it. Both share the world through the store.
@@ -10,6 +11,7 @@ supervisor hands it. Both share the world through the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -30,6 +32,7 @@ from .service.pki import Pki
 from .service.ports import JournalEntry
 from .service.server import HttpServer
 from .statedir import StateDir
+from .watch import ProfileWatcher
 from .world.clock import Clock
 from .world.store import SqliteStore, Store, open_store
 from .world.world import World, fingerprint
@@ -124,10 +127,15 @@ class App:
         if config.control_token is None and state_dir is not None and role != "worker":
             self.token_file = _write_token(state_dir, self.token)
         reload = None
+        self.watcher: ProfileWatcher | None = None
         if isinstance(config.profile, (str, Path)):
             path = config.profile
             reload = lambda: profiles.load(path)  # noqa: E731
+            if config.watch and role != "worker":  # one reload, two ways: POST /v1/reload and --watch
+                self.watcher = ProfileWatcher(path, load=reload, apply=self.world.reset, report=_notice,
+                                              interval=config.watch_interval)
         self.control = ControlPlane(self.world, self.token, reload=reload)
+        self._watching: asyncio.Task[None] | None = None
         self.metadata_server = HttpServer(self.service, server_header=self.service.server_header, notice=_notice)
         self.control_server = HttpServer(self.control, server_header="azimds-control", notice=_notice)
 
@@ -143,6 +151,9 @@ class App:
             loop.call_soon_threadsafe(apply)
 
         self.world.listen(schedule)
+        if self.watcher is not None:
+            self._watching = loop.create_task(self.watcher.run())
+            self._watching.add_done_callback(_watch_ended)
 
     async def _start(self) -> None:
         config = self.config
@@ -168,6 +179,10 @@ class App:
                 raise
 
     async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
         await self.metadata_server.close()
         if self.control_server.port:
             await self.control_server.close()
@@ -236,6 +251,13 @@ def _reason(exc: OSError) -> str:
 
 def _notice(message: str) -> None:
     print(f"azimds: {message}", file=sys.stderr, flush=True)
+
+
+def _watch_ended(task: asyncio.Task[None]) -> None:
+    """The watch ends only when the emulator closes; anything else is a bug, said in one line."""
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        _notice(f"--watch stopped: this is a bug in azimds, please report it: {type(exc).__name__}: {exc}")
 
 
 def _json_log(entry: JournalEntry) -> None:

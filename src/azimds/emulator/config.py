@@ -91,6 +91,13 @@ def _delay(value: Any) -> float:
     return number
 
 
+def _interval(value: Any) -> float:
+    number = _number(value)
+    if not 0.01 <= number <= 60:
+        raise ValueError(f"must be 0.01 to 60 seconds, not {value!r}")
+    return number
+
+
 def _port(value: Any) -> int:
     number = _whole(value)
     if not 0 <= number <= 65535:
@@ -232,6 +239,11 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("profile", _path, None, "the VM profile, YAML or JSON (a captured IMDS document works); default: the "
            "embedded default VM", "FILE"),
+    Option("watch", _flag, False, "reload the profile file when it changes: a valid edit is applied as the "
+           "control plane's reload does (POST /v1/reload), an invalid one is reported on stderr and the running "
+           "world kept", switch=True),
+    Option("watch_interval", _interval, 0.5, "how often --watch looks at the profile file (its inode, size and "
+           "modification time)", "SECONDS"),
     Option("host", _text, "127.0.0.1", "address the metadata port listens on", "ADDRESS"),
     Option("port", _port, DEFAULT_PORT, "metadata port; 0 picks a free one", "PORT"),
     Option("rate_limit", _rate, 5.0, "requests per second per VM (per source address for one VM) on "
@@ -295,6 +307,8 @@ class Config:
     """
 
     profile: Any = None
+    watch: bool = False
+    watch_interval: float = 0.5
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     rate_limit: float = 5.0
@@ -363,6 +377,8 @@ class Config:
             problems.append((sources.get("control_host", "--control-host"),
                              f"the control plane on {values['control_host']} would be reachable from other "
                              "machines over plain HTTP; give --control-token (a secret) to allow it"))
+        if values["watch"]:
+            problems.extend(_watch_problems(values, sources.get("watch", "--watch")))
         if profile_problems:
             raise ProfileError(profile_source, profile_problems + problems)
         if problems:
@@ -382,6 +398,17 @@ class Config:
     def with_(self, **changes: Any) -> Config:
         """A copy with some values replaced (already typed; not validated again)."""
         return replace(self, **changes)
+
+
+def _watch_problems(values: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """Why ``--watch`` cannot be had with these values: it needs a file, and a world of one process (the control
+    plane's reload is refused for a shared one, and the watch reloads as it does)."""
+    if not isinstance(values["profile"], (str, os.PathLike)):
+        return [(where, "needs a profile file to watch (--profile FILE)")]
+    if values["workers"] > 1 or str(values["state"] or "").startswith(("postgresql://", "postgres://")):
+        return [(where, "a world shared by several processes (--workers, --state postgresql://…) takes a new "
+                        "profile only when they restart with it")]
+    return []
 
 
 def _take(option: Option, value: Any, where: str, values: dict[str, Any], sources: dict[str, str],

@@ -44,7 +44,11 @@ def imds_fleet(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 
 def _running(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
              defaults: dict[str, Any]) -> Iterator[Any]:
-    from .testing import Emulator
+    try:
+        from .testing import Emulator
+    except ModuleNotFoundError as exc:  # installed without the extra: this plugin loads, its fixtures cannot run
+        pytest.fail(f"the {request.fixturename} fixture needs the emulator: pip install 'azimds[emulator]' "
+                    f"({exc.name} is missing)", pytrace=False)
 
     marker = request.node.get_closest_marker("imds")
     options = {**defaults, **(marker.kwargs if marker else {})}

@@ -417,12 +417,15 @@ class World:
     # -- whole state -----------------------------------------------------------------------------------------
     def reset(self, profile: Profile | None = None) -> None:
         """Back to the start, with the profile (or a newly loaded one): metadata, faults and the clock; events
-        are cancelled (each removal counts, so DocumentIncarnation still only grows)."""
+        are cancelled (each removal counts, so DocumentIncarnation still only grows). A new profile becomes the
+        one the store's state belongs to: a restart with that file keeps the state."""
+        mark = None
         if profile is not None and profile is not self.profile:
             if self.store.shared:
                 raise Conflict("a world shared by several processes takes a new profile only when they restart "
                                "with it")
             self._rebuild(profile)
+            mark = fingerprint(profile)
 
         def change(current: dict[str, str]) -> Rows:
             rows: Rows = {key: None for key in current if key.startswith("vm/")}
@@ -440,6 +443,8 @@ class World:
             clock.restart(self._clock_start)
             rows["clock"] = encode(asdict(clock.state()))
             rows["faults"] = encode([r.to_mapping() for r in self.base_faults])
+            if mark is not None and current.get("profile") != mark:
+                rows["profile"] = mark
             return rows
 
         self._commit(None, change)
