@@ -209,6 +209,7 @@ def test_over_the_network_each_address_its_own_instance_listed_released_and_refu
         assert fetch(imds.url, INSTANCE, source="127.2.0.13").json()["name"] == "pods_0"
         assert [c["address"] for c in control(imds, "GET", "/v1/fleet").json()["scaleSets"][0]["claims"]] == [
             "127.2.0.13", "127.2.0.12"]
+        assert imds.control.fleet() == control(imds, "GET", "/v1/fleet").json()
         token = fetch(imds.url, "/metadata/identity/oauth2/token?api-version=2018-02-01"
                                 "&resource=https://management.azure.com/", source="127.2.0.13").json()
         assert token["client_id"]
