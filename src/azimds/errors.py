@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AttestationError", "AzimdsError", "ChainError", "ChangeError", "Conflict", "EngineUnavailable",
     "ExpiredError", "FormatError", "ImdsError", "ImdsUnavailable", "InvalidChange", "ListenError",
-    "NameMismatchError",
+    "NameMismatchError", "NoFreeInstance",
     "NoSuchTarget", "NonceError", "NotFound", "Problem", "ProfileError", "SignatureError", "StateError",
     "UsageError",
 ]
@@ -147,6 +147,10 @@ class NoSuchTarget(ChangeError):
 
 class Conflict(ChangeError):
     """The change does not fit the world as it is now: an event that started already, an id that is taken."""
+
+
+class NoFreeInstance(Conflict):
+    """A source address would claim a dynamic scale set's instance, and every one is claimed by another."""
 
 
 class EngineUnavailable(ChangeError):

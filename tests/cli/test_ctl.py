@@ -255,8 +255,12 @@ def test_every_route_of_the_openapi_document_has_a_subcommand(ctl: Ctl) -> None:
     covered = {"/v1/metadata", "/v1/metadata/{path}", "/v1/tags", "/v1/events", "/v1/events/{eventId}/approve",
                "/v1/events/{eventId}/start", "/v1/events/{eventId}/complete", "/v1/events/{eventId}/cancel",
                "/v1/clock", "/v1/faults", "/v1/journal", "/v1/reset", "/v1/reload", "/metrics", "/openapi.json",
-               "/v1/fleet/walk", "/v1/reboot", "/v1/reprovision"}
+               "/v1/fleet", "/v1/fleet/walk", "/v1/reboot", "/v1/reprovision"}
     assert set(ctl.ok("openapi")["paths"]) == covered  # type: ignore[index]
+
+
+def test_fleet_list_of_an_emulator_without_a_fleet_is_its_one_vm(ctl: Ctl) -> None:
+    assert ctl.ok("fleet", "list") == {"vms": [{"name": "web-01", "addresses": []}], "scaleSets": []}
 
 
 # -- reset and reload --------------------------------------------------------------------------------------

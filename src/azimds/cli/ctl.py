@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clock(top)
     _add_faults(top.nest("faults", "list, add and clear faults"))
     _add_journal(top)
-    _add_fleet(top.nest("fleet", "drive a fleet's scale sets"))
+    _add_fleet(top.nest("fleet", "list a fleet's VMs and scale sets, drive its scale sets"))
     reprovision = top.add("reprovision", "hand a pre-provisioned VM over: /metadata/reprovisiondata answers its "
                                          "OVF environment", lambda a: Call("POST", "/v1/reprovision", a.patch),
                           per_vm=True)
@@ -397,6 +397,8 @@ def _add_journal(top: _Builder) -> None:
 
 
 def _add_fleet(fleet: _Builder) -> None:
+    fleet.add("list", "the fleet's VMs and scale sets, and which address holds each dynamic instance",
+              lambda a: Call("GET", "/v1/fleet"))
     walk = fleet.add("walk", "walk a scale set's update domains: one event per domain, --gap apart",
                      lambda a: Call("POST", "/v1/fleet/walk", {key: value for key, value in (
                          ("set", a.set), ("type", a.type), ("gap", a.gap), ("durationInSeconds", a.duration))

@@ -178,6 +178,11 @@ def _serve(args: argparse.Namespace) -> int:
     if config.control_public:
         warn(f"the control plane listens on {config.control_host}: plain HTTP, reachable from other machines; "
              "anyone with the token can change the emulated world")
+    if config.add_host_address:  # before anything listens on it
+        from ..emulator.hostaddr import add_address
+
+        if add_address(config.host):
+            print(f"azimds: added {config.host}/32 to lo", file=sys.stderr, flush=True)
     if config.workers > 1:
         from ..emulator.workers import serve_workers
 

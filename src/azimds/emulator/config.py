@@ -246,6 +246,9 @@ OPTIONS: tuple[Option, ...] = (
            "modification time)", "SECONDS"),
     Option("host", _text, "127.0.0.1", "address the metadata port listens on", "ADDRESS"),
     Option("port", _port, DEFAULT_PORT, "metadata port; 0 picks a free one", "PORT"),
+    Option("add_host_address", _flag, False, "first add --host (e.g. 169.254.169.254) to the loopback interface "
+           "when it lacks it, and leave it there: a node agent that pods reach through their node (Linux; needs "
+           "CAP_NET_ADMIN; see README 'Kubernetes')", switch=True),
     Option("rate_limit", _rate, 5.0, "requests per second per VM (per source address for one VM) on "
            "/metadata, identity apart; 0 for no limit", "N", "rateLimit"),
     Option("identity_rate_limit", _rate, 20.0, "identity requests (/metadata/identity/*) per second per VM; 0 "
@@ -311,6 +314,7 @@ class Config:
     watch_interval: float = 0.5
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    add_host_address: bool = False
     rate_limit: float = 5.0
     identity_rate_limit: float = 20.0
     identity_concurrency: int = 5

@@ -242,6 +242,11 @@ class ControlCalls:
         """The VM restarts: a scale-set instance then shows the tags changed before."""
         self._call(lambda: self._world.reboot(self._vm(vm)))
 
+    def fleet(self) -> dict[str, Any]:
+        """The fleet's VMs and scale sets, with who holds each dynamic instance (``GET /v1/fleet``)."""
+        result: dict[str, Any] = self._call(self._world.fleet_view)
+        return result
+
     def reset(self) -> None:
         self._call(self._world.reset)
 

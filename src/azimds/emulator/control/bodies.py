@@ -3,7 +3,7 @@ come from these declarations (and from ``model.events.EventSpec`` and ``model.fa
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from typing_extensions import TypedDict
@@ -12,8 +12,8 @@ from ..model.events import EventType
 from ..model.values import Number, Whole
 from ..world.clock import LATEST
 
-__all__ = ["ClockChange", "ClockView", "ErrorView", "EventView", "EventsView", "FaultSpec", "FaultsView",
-           "JournalView", "Tags", "TagsView", "Walk"]
+__all__ = ["ClaimView", "ClockChange", "ClockView", "ErrorView", "EventView", "EventsView", "FaultSpec",
+           "FaultsView", "FleetView", "JournalView", "ScaleSetView", "Tags", "TagsView", "VmView", "Walk"]
 
 _CLOSED = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -99,6 +99,32 @@ class TagsView(TypedDict):
 
 class JournalView(TypedDict):
     entries: list[dict[str, Any]]
+
+
+class ClaimView(TypedDict):
+    address: str
+    vm: str
+    claimed: float
+    lastSeen: float  # as written: at most a tenth of idleRelease before its last call
+    releaseAt: float  # let go after this time unless it calls again
+
+
+class ScaleSetView(TypedDict, total=False):
+    name: Required[str]
+    capacity: Required[int]
+    addresses: Required[str]  # instance 0's source address, or "dynamic"
+    idleRelease: float
+    claims: list[ClaimView]
+
+
+class VmView(TypedDict):
+    name: str
+    addresses: list[str]
+
+
+class FleetView(TypedDict):
+    vms: list[VmView]
+    scaleSets: list[ScaleSetView]
 
 
 class ErrorView(TypedDict, total=False):

@@ -161,6 +161,9 @@ class ControlPlane:
         book = self.world.event_action(self.world.vm(query.get("vm")), eventId, action, by=query.get("by"))
         return _json(200, _events(book))
 
+    def get_fleet(self, query: dict[str, str]) -> Response:
+        return _json(200, self.world.fleet_view())
+
     def walk(self, query: dict[str, str], body: bodies.Walk) -> Response:
         return _json(200, _events(self.world.walk(body.set, body.type, body.gap, body.duration)))
 

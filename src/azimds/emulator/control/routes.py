@@ -74,6 +74,8 @@ ROUTES: tuple[Route, ...] = (
                               ("start", "start a Scheduled event now"),
                               ("complete", "end a Started event (it disappears)"),
                               ("cancel", "withdraw a Scheduled event (it disappears)"))),
+    Route("GET", "/v1/fleet", "get_fleet", "the fleet's VMs (with their addresses) and scale sets; for a dynamic "
+          "one, which source address holds each instance and when it is let go", answer=bodies.FleetView),
     Route("POST", "/v1/fleet/walk", "walk", "walk a scale set's update domains: one event per domain, gap "
           "seconds apart", body=bodies.Walk, answer=bodies.EventsView),
     Route("GET", "/v1/clock", "get_clock", "the emulated clock", answer=bodies.ClockView),

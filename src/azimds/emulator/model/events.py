@@ -9,7 +9,6 @@ it is published at. Times that depend on "now" (a NotBefore in the past) are che
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -19,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from ...azure import EVENT_MIN_NOTICE, EVENT_SOURCES, EVENT_TYPES
 from ...errors import ProfileError
-from .values import Flag, Number, Whole, validate
+from .values import Flag, Number, Whole, parse_duration, validate
 
 __all__ = ["EventSpec", "PlannedEvent", "ScenarioEntry", "parse_offset", "parse_when", "scenario_plan"]
 
@@ -33,12 +32,10 @@ def parse_offset(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*",
-                             str(value))
-        if not match or not any(match.groups()):
-            raise ValueError(f"an offset is seconds or like '2m', '1h30m', '90s', not {value!r}")
-        hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError:
+            raise ValueError(f"an offset is seconds or like '2m', '1h30m', '90s', not {value!r}") from None
     if not 0 <= seconds <= MAX_SECONDS:
         raise ValueError(f"an offset must be 0 or more (and under ten years), not {value!r}")
     return seconds

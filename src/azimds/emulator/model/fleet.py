@@ -13,6 +13,11 @@ inheritance does, and a VM's own tags win::
       scaleSets:
         - {name: web, capacity: 1000, addresses: 127.1.0.0, subnet: 10.1.0.0/16,
            faultDomains: 5, updateDomains: 5, tags: {tier: web}, compute: {vmSize: Standard_D4s_v5}}
+        - {name: pods, capacity: 50, addresses: dynamic, idleRelease: 10m}
+
+A scale set's ``addresses`` is the source address of instance 0 (instance *i* calls from the *i*-th after it), or
+``dynamic``: a source address no other VM owns claims the lowest free instance, keeps it while it calls, and lets
+it go after ``idleRelease`` without a call (pods whose addresses are not known in advance).
 
 Pure data: the world (``world/fleet.py``) makes members from these trees when they are first asked for.
 """
@@ -30,12 +35,19 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from ...azure import format_tags, split_tags, tags_list
 from ...errors import ProfileError
 from .defaults import stable_uuid
-from .values import Flag, Whole, imds_string, validate
+from .values import Duration, Flag, Whole, imds_string, validate
 
-__all__ = ["ExplicitVm", "FleetSpec", "ScaleSet", "explicit_tree", "inherited_tags", "member_tree", "parse_fleet",
-           "with_tags"]
+__all__ = ["DEFAULT_IDLE_RELEASE", "DYNAMIC", "MAX_DYNAMIC_CAPACITY", "ExplicitVm", "FleetSpec", "ScaleSet",
+           "explicit_tree", "inherited_tags", "member_tree", "parse_fleet", "with_tags"]
 
 MAX_CAPACITY = 1_000_000
+#: ``addresses: dynamic``: instances are claimed by the source addresses that call.
+DYNAMIC = "dynamic"
+#: A dynamic scale set's claims are one row of the store, rewritten on every claim: it stays small.
+MAX_DYNAMIC_CAPACITY = 10_000
+#: Seconds without a call after which a dynamic instance is let go, unless the profile says (``idleRelease``).
+DEFAULT_IDLE_RELEASE = 600.0
+MAX_IDLE_RELEASE = 365 * 86400.0
 
 
 def _tag_value(value: Any) -> Any:
@@ -67,6 +79,7 @@ class _ScaleSet(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     capacity: Annotated[Whole, Field(ge=1, le=MAX_CAPACITY)] = 2
     addresses: str
+    idle_release: Annotated[Duration | None, Field(alias="idleRelease")] = None
     subnet: str | None = None
     fault_domains: Annotated[Whole, Field(alias="faultDomains", ge=1, le=20)] = 5
     update_domains: Annotated[Whole, Field(alias="updateDomains", ge=1, le=20)] = 5
@@ -89,15 +102,24 @@ class _Fleet(BaseModel):
 class ScaleSet:
     name: str
     capacity: int
-    first_address: int  # the source address of instance 0, as an integer
+    first_address: int | None  # the source address of instance 0, as an integer; None: claimed (dynamic)
     subnet: ipaddress.IPv4Network | None
     fault_domains: int
     update_domains: int
     tags: dict[str, str]
     template: dict[str, Any]  # compute/network overlay
     resource_group: str | None
+    # Seconds without a call before a dynamic instance is let go (not part of what the world is: a state kept
+    # with one idle time is the same world with another).
+    idle_release: float = field(default=DEFAULT_IDLE_RELEASE, repr=False)
+
+    @property
+    def dynamic(self) -> bool:
+        return self.first_address is None
 
     def index_of(self, address: int) -> int | None:
+        if self.first_address is None:
+            return None
         index = address - self.first_address
         return index if 0 <= index < self.capacity else None
 
@@ -128,6 +150,12 @@ class FleetSpec:
     def scale_set(self, name: str) -> ScaleSet | None:
         return next((s for s in self.scale_sets if s.name == name), None)
 
+    @property
+    def dynamic_sets(self) -> tuple[ScaleSet, ...]:
+        """The scale sets whose instances are claimed, in the profile's order (a newcomer joins the first with a
+        free instance)."""
+        return tuple(s for s in self.scale_sets if s.dynamic)
+
 
 def parse_fleet(section: Any, source: str) -> FleetSpec:
     """The ``fleet`` section as typed values. Raises ProfileError naming every problem and its place."""
@@ -156,9 +184,24 @@ def parse_fleet(section: Any, source: str) -> FleetSpec:
             problems.append((f"{where}.name", "a scale set needs a unique name"))
         names.add(item.name)
         _check_tags(item.compute, where, problems)
-        first = _address(item.addresses, f"{where}.addresses", problems)
-        if first is not None:
-            _claim(taken, first, item.capacity, where, problems)
+        first = None
+        idle = DEFAULT_IDLE_RELEASE
+        if item.addresses.strip().lower() == DYNAMIC:
+            if item.capacity > MAX_DYNAMIC_CAPACITY:
+                problems.append((f"{where}.capacity", f"a dynamic scale set has at most {MAX_DYNAMIC_CAPACITY} "
+                                                      f"instances, not {item.capacity}"))
+            if item.idle_release is not None:
+                if not 1 <= item.idle_release <= MAX_IDLE_RELEASE:
+                    problems.append((f"{where}.idleRelease", "must be 1 second to 365 days, not "
+                                                             f"{item.idle_release:g} seconds"))
+                idle = item.idle_release
+        else:
+            if item.idle_release is not None:
+                problems.append((f"{where}.idleRelease", "only a scale set with addresses: dynamic lets instances "
+                                                         "go"))
+            first = _address(item.addresses, f"{where}.addresses", problems, or_dynamic=True)
+            if first is not None:
+                _claim(taken, first, item.capacity, where, problems)
         subnet = None
         if item.subnet is not None:
             try:
@@ -170,8 +213,8 @@ def parse_fleet(section: Any, source: str) -> FleetSpec:
                     problems.append((f"{where}.subnet", f"{subnet} has room for {subnet.num_addresses - 5} VMs, "
                                                         f"not {item.capacity}"))
         overlay = {"compute": item.compute, **({"network": item.network} if item.network is not None else {})}
-        sets.append(ScaleSet(item.name, item.capacity, first or 0, subnet, item.fault_domains, item.update_domains,
-                             dict(item.tags), overlay, item.resource_group))
+        sets.append(ScaleSet(item.name, item.capacity, first, subnet, item.fault_domains, item.update_domains,
+                             dict(item.tags), overlay, item.resource_group, idle))
     if problems:
         raise ProfileError(source, problems)
     group_tags = {name: dict(group.tags) for name, group in raw.resource_groups.items()}
@@ -187,11 +230,11 @@ def _check_tags(compute: dict[str, Any], where: str, problems: list[tuple[str, s
                 problems.append((f"{where}.compute.tags.{key}", "a tag value is a string, not a mapping or a list"))
 
 
-def _address(value: str, where: str, problems: list[tuple[str, str]]) -> int | None:
+def _address(value: str, where: str, problems: list[tuple[str, str]], *, or_dynamic: bool = False) -> int | None:
     try:
         return int(ipaddress.IPv4Address(value))
     except ValueError:
-        problems.append((where, f"not an IPv4 address: {value!r}"))
+        problems.append((where, f"not an IPv4 address{' or dynamic' if or_dynamic else ''}: {value!r}"))
         return None
 
 

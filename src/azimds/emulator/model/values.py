@@ -1,14 +1,16 @@
 """How values written by people become typed values: the one helper for booleans and numbers, and validation.
 
 Profiles are YAML whose scalars stay the strings they are written as (``sku: 7.10`` is ``"7.10"``, an IMDS
-value). Where a profile means a boolean or a number (``strict: false``, ``durationInSeconds: 5``), the text
-goes through ``parse_flag``/``parse_number`` here and nowhere else. The control plane speaks JSON, whose types
+value). Where a profile means a boolean, a number or a duration (``strict: false``, ``durationInSeconds: 5``,
+``idleRelease: 10m``), the text goes through ``parse_flag``/``parse_number``/``parse_duration`` here and nowhere
+else. The control plane speaks JSON, whose types
 are kept as they are: the same declared types validate both, and ``lax`` (profiles) is the only difference.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, TypeVar
 
 import pydantic
@@ -16,7 +18,8 @@ from pydantic import BeforeValidator, Field, ValidationInfo
 
 from ...errors import ProfileError
 
-__all__ = ["Flag", "Number", "Whole", "imds_string", "nesting_depth", "parse_flag", "parse_number", "validate"]
+__all__ = ["Duration", "Flag", "Number", "Whole", "imds_string", "nesting_depth", "parse_duration", "parse_flag",
+           "parse_number", "validate"]
 
 T = TypeVar("T")
 
@@ -52,6 +55,18 @@ def parse_whole(text: str) -> int:
     return int(number)
 
 
+_DURATION = re.compile(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``2m``, ``1h30m`` (hours, minutes, seconds, in that order)."""
+    match = _DURATION.fullmatch(text)
+    if not match or not any(match.groups()):
+        raise ValueError(f"must be seconds or like '10m', '1h30m', '90s', not {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
 def imds_string(value: Any) -> Any:
     """IMDS primitives are strings: a hand-written profile's numbers and booleans become them."""
     if isinstance(value, bool):
@@ -79,6 +94,7 @@ def _from_text(parse: Any) -> Any:
 Flag = Annotated[bool, _from_text(parse_flag)]
 Number = Annotated[float, _from_text(parse_number), Field(allow_inf_nan=False)]
 Whole = Annotated[int, _from_text(parse_whole)]
+Duration = Annotated[float, _from_text(parse_duration), Field(allow_inf_nan=False)]  # seconds
 
 
 def nesting_depth(text: str) -> int:

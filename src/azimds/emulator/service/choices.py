@@ -123,6 +123,13 @@ CHOICES: tuple[Choice, ...] = (
     Choice("Fleet: a source address no VM owns",
            "answered as the profile's own (first) VM; with `fleet.strict: true`, 403 `{ \"error\": \"Forbidden: no "
            "VM has this source address\" }`"),
+    Choice("Fleet: a new source address with `addresses: dynamic`",
+           "claims the lowest free instance of the first dynamic scale set with one (before the stranger rule, "
+           "which then never applies); keeps it while it calls; let go `idleRelease` (default 10m, emulated time) "
+           "after its last call, at most a tenth of that later; with every instance claimed, 403 `{ \"error\": "
+           "\"Forbidden: every instance is claimed by another source address\" }`; while a shared world's engine "
+           "cannot be reached, a new address gets 503 `{ \"error\": \"Service unavailable. Try again later.\" }` "
+           "and a held claim is answered from memory"),
     Choice("Fleet: rate limits",
            "per VM (by name), whatever address it calls from; per source address when there is one VM"),
     Choice("Fleet: approving a shared event",

@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
+from ...errors import EngineUnavailable, NoFreeInstance
 from ..model.faults import FaultRule
 from . import choices, responses
 from .endpoints.attested import AttestedEndpoint
@@ -89,10 +90,17 @@ class MetadataService:
 
     def __call__(self, request: Request) -> Response | Awaitable[Response]:
         started = time.perf_counter()
-        vm = self.world.vm_for(request.peer)
+        try:
+            vm = self.world.vm_for(request.peer)
+        except NoFreeInstance:
+            vm, refusal = None, responses.NO_FREE_INSTANCE
+        except EngineUnavailable:
+            vm, refusal = None, responses.CLAIM_UNAVAILABLE
+        else:
+            refusal = responses.NO_SUCH_VM
         if vm is None:
-            self._record(request, responses.NO_SUCH_VM.status, started)
-            return responses.NO_SUCH_VM
+            self._record(request, refusal.status, started)
+            return refusal
         faults = vm.faults
         if faults:
             fault = faults.match(request.url.partition(b"?")[0].decode("latin-1"))

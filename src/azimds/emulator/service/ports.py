@@ -72,7 +72,9 @@ class WorldView(Protocol):
         """Rate limits count per VM (a fleet) rather than per source address (one VM)."""
 
     def vm_for(self, peer: str) -> VmView | None:
-        """The VM a source address belongs to; None when the world refuses strangers."""
+        """The VM a source address belongs to; None when the world refuses strangers. A new address of a dynamic
+        scale set claims an instance: ``NoFreeInstance`` when none is free, ``EngineUnavailable`` when the shared
+        store that keeps claims cannot be reached."""
 
     def now(self) -> float:
         """The emulated time, epoch seconds."""

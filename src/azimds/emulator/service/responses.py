@@ -45,6 +45,12 @@ ROOT_WITH_VERSION = UNKNOWN_PATH
 #: CHOSEN: a fleet in strict mode, asked from an address no VM owns.
 NO_SUCH_VM = Response(403, b'{ "error": "Forbidden: no VM has this source address" }')
 
+#: CHOSEN: a fleet with dynamic scale sets, asked from a new address while every instance is claimed.
+NO_FREE_INSTANCE = Response(403, b'{ "error": "Forbidden: every instance is claimed by another source address" }')
+
+#: CHOSEN: a new address of a dynamic scale set while the shared world's engine cannot be reached to claim one.
+CLAIM_UNAVAILABLE = Response(503, b'{ "error": "Service unavailable. Try again later." }')
+
 _METHOD_NOT_ALLOWED_BODY = b'{ "error": "Method not allowed" }'  # CHOSEN
 _TOO_MANY_REQUESTS_BODY = b'{ "error": "Too many requests" }'  # CHOSEN
 _IDENTITY_TOO_MANY_REQUESTS_BODY = b'{"error":"too_many_requests","error_description":"Too many requests"}'  # CHOSEN

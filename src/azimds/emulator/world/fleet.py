@@ -5,6 +5,13 @@ fleet of 100,000 starts at once. At most ``MAX_LIVE`` unchanged members are kept
 recently made unchanged one is let go (it is made again, identical, when next used). A member the control
 plane changed is never let go. Events scheduled for a scale set or an availability set are in one book that
 every member of it sees.
+
+The instances of a dynamic scale set (``addresses: dynamic``) are claimed by source addresses: ``claims`` holds,
+per set, which address has which instance, as the world's store last said (the world writes every claim there,
+so that every process and node agrees on it; see ``World.vm_for``). A claim is kept while its address calls and
+let go ``idleRelease`` after its last call: the last call is written to the store only when the one written is
+``REFRESH_SHARE`` of ``idleRelease`` old (not at every request), and a claim counts as released that much later,
+so that it is never released early, at most a tenth of ``idleRelease`` late.
 """
 
 from __future__ import annotations
@@ -13,19 +20,64 @@ import ipaddress
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model.fleet import ExplicitVm, FleetSpec, ScaleSet, explicit_tree, member_tree
 from ..model.profile import Profile, VmModel, validate_tree, vm_model
 from .events import EventBook
 from .vm import VmState
 
-__all__ = ["MAX_LIVE", "Fleet"]
+__all__ = ["MAX_LIVE", "REFRESH_SHARE", "Claim", "Fleet", "claim", "live_claims"]
 
 MAX_LIVE = 20_000  # unchanged scale-set instances kept made at once
 _MAX_ADDRESSES = 4 * MAX_LIVE  # remembered source addresses (a cache: cleared when full)
 
 MakeVm = Callable[[VmModel, EventBook | None], VmState]
+#: A claim's last call is written when the one written is this share of ``idleRelease`` old.
+REFRESH_SHARE = 0.1
+
+
+class Claim(NamedTuple):
+    """An instance of a dynamic scale set claimed by a source address."""
+
+    instance: int  # its index in the set
+    since: float  # when the address claimed it (emulated time)
+    seen: float  # its last call as written: at most REFRESH_SHARE of idleRelease before the last call
+
+    def released(self, scale_set: ScaleSet, now: float) -> bool:
+        """No call for idleRelease (counted from the written last call, plus the share it may lag behind)."""
+        return now > self.seen + scale_set.idle_release * (1 + REFRESH_SHARE)
+
+    def stale(self, scale_set: ScaleSet, now: float) -> bool:
+        """The written last call is old enough to be written again."""
+        return now - self.seen >= scale_set.idle_release * REFRESH_SHARE
+
+    def release_at(self, scale_set: ScaleSet) -> float:
+        return self.seen + scale_set.idle_release * (1 + REFRESH_SHARE)
+
+
+def live_claims(claims: dict[str, Claim], scale_set: ScaleSet, now: float) -> dict[str, Claim]:
+    """The claims not released by ``now``."""
+    return {address: c for address, c in claims.items() if not c.released(scale_set, now)}
+
+
+def claim(tables: dict[str, dict[str, Claim]], sets: tuple[ScaleSet, ...], peer: str, now: float) -> bool:
+    """Keep ``peer``'s claim (its last call is now) or give it the lowest free instance of the first set with
+    one, in ``tables`` (each set's live claims, changed in place). False when every instance is claimed."""
+    for scale_set in sets:
+        table = tables[scale_set.name]
+        held = table.get(peer)
+        if held is not None:
+            table[peer] = held._replace(seen=now)
+            return True
+    for scale_set in sets:
+        table = tables[scale_set.name]
+        if len(table) < scale_set.capacity:
+            used = {c.instance for c in table.values()}
+            index = next(i for i in range(scale_set.capacity) if i not in used)
+            table[peer] = Claim(index, now, now)
+            return True
+    return False
 
 
 class Fleet:
@@ -45,6 +97,8 @@ class Fleet:
         self._by_name: dict[str, VmState] = {first.name: first}  # the first, explicit VMs and pinned members
         self._live: OrderedDict[str, VmState] = OrderedDict()  # unchanged members made, oldest first
         self._explicit_specs: dict[str, ExplicitVm] = {}  # name -> its entry in the profile
+        self.dynamic_sets = self.spec.dynamic_sets
+        self._claims: dict[str, dict[str, Claim]] = {s.name: {} for s in self.dynamic_sets}  # as the store says
         for vm in self.spec.vms:
             tree = validate_tree(explicit_tree(self.spec, profile.tree, vm), profile.source)
             model = vm_model(tree, profile.identity_section, profile.source)
@@ -76,6 +130,30 @@ class Fleet:
                     self._addresses.clear()
                 self._addresses[peer] = place
         return None if place is None else self.member(*place)
+
+    # -- dynamic scale sets ------------------------------------------------------------------------------------
+    def claimed(self, peer: str, now: float) -> tuple[ScaleSet, Claim] | None:
+        """The instance ``peer`` holds (not released by ``now``), or None."""
+        for scale_set in self.dynamic_sets:
+            held = self._claims[scale_set.name].get(peer)
+            if held is not None and not held.released(scale_set, now):
+                return scale_set, held
+        return None
+
+    def has_free(self, now: float) -> bool:
+        """Whether some dynamic instance is free (as far as this process knows)."""
+        return any(len(live_claims(self._claims[s.name], s, now)) < s.capacity for s in self.dynamic_sets)
+
+    def claims(self, set_name: str) -> dict[str, Claim]:
+        """A dynamic set's claims as the store last said (released ones too, until the next write drops them)."""
+        return dict(self._claims.get(set_name, {}))
+
+    def set_claims(self, set_name: str, claims: dict[str, Claim]) -> None:
+        self._claims[set_name] = dict(claims)
+
+    def explicit_addresses(self, name: str) -> tuple[str, ...]:
+        spec = self._explicit_specs.get(name)
+        return spec.addresses if spec is not None else ()
 
     def _place(self, peer: str) -> tuple[ScaleSet, int] | None:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import json
 import math
 import os
@@ -28,17 +29,17 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 from ...azure import EVENT_MIN_NOTICE
-from ...errors import Conflict, EngineUnavailable, InvalidChange, NoSuchTarget, ProfileError, StateError
+from ...errors import Conflict, EngineUnavailable, InvalidChange, NoFreeInstance, NoSuchTarget, ProfileError, StateError
 from ..model.defaults import complete
 from ..model.events import EventSpec, PlannedEvent, ScenarioEntry, scenario_plan
 from ..model.faults import FaultRule
-from ..model.fleet import with_tags
+from ..model.fleet import ScaleSet, with_tags
 from ..model.profile import Profile, VmModel, public_ip_problems, validate_tree
 from ..service import render
 from .clock import LATEST, Clock, ClockState
 from .events import Event, EventBook, parse_saved
 from .faults import FaultSet
-from .fleet import Fleet
+from .fleet import Claim, Fleet, claim, live_claims
 from .journal import Journal, JournalEntry, Metrics
 from .store import MemoryStore, Rows, Store, encode
 from .vm import VmState
@@ -96,13 +97,78 @@ class World:
 
     # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
     def vm_for(self, peer: str) -> VmState | None:
-        """The fleet VM a source address belongs to; the first VM for strangers, unless the fleet is strict."""
-        if self.fleet is None:
+        """The fleet VM a source address belongs to; the first VM for strangers, unless the fleet is strict.
+
+        With dynamic scale sets a stranger claims an instance instead (a write to the store): NoFreeInstance when
+        every one is claimed, EngineUnavailable when a shared store cannot be reached to claim one. A held claim
+        is answered from memory; its last call is written now and then, and not at all while the engine is gone.
+        """
+        fleet = self.fleet
+        if fleet is None:
             return self.first
-        member = self.fleet.for_peer(peer)
-        if member is None and not self.fleet.strict:
+        member = fleet.for_peer(peer)
+        if member is None and fleet.dynamic_sets:
+            return self._claimed(fleet, peer)
+        if member is None and not fleet.strict:
             return self.first
         return member
+
+    def _claimed(self, fleet: Fleet, peer: str) -> VmState:
+        now = self.clock.now()
+        held = fleet.claimed(peer, now)
+        if held is not None:
+            scale_set, found = held
+            if found.stale(scale_set, now):
+                try:
+                    self._touch(fleet, peer)
+                except EngineUnavailable:
+                    return fleet.member(scale_set, found.instance)  # answered from memory; written at a later call
+                held = fleet.claimed(peer, self.clock.now())
+        elif fleet.has_free(now):
+            self._touch(fleet, peer)
+            held = fleet.claimed(peer, self.clock.now())
+        if held is None:
+            raise NoFreeInstance("every instance of the fleet's dynamic scale sets is claimed by another address")
+        return fleet.member(held[0], held[1].instance)
+
+    def _touch(self, fleet: Fleet, peer: str) -> None:
+        """One transaction: ``peer`` keeps its claim (its last call is now) or claims the lowest free instance;
+        claims released by now are dropped from the rows written."""
+        sets = fleet.dynamic_sets
+
+        def change(current: dict[str, str]) -> Rows:
+            now = self._clock_of(current)()
+            saved = {s.name: _claims_row(current.get(f"claims/{s.name}"), s) for s in sets}
+            tables = {s.name: live_claims(saved[s.name], s, now) for s in sets}
+            if not claim(tables, sets, peer, now):
+                return {}
+            return {f"claims/{s.name}": _encode_claims(tables[s.name]) for s in sets
+                    if tables[s.name] != saved[s.name]}
+
+        self._commit([*(f"claims/{s.name}" for s in sets), "clock"], change)
+
+    def fleet_view(self) -> dict[str, Any]:
+        """The VMs and scale sets, with who holds each dynamic instance now (for the control plane's listing)."""
+        fleet = self.fleet
+        vms: list[dict[str, Any]] = [{"name": self.first.name, "addresses": []}]
+        if fleet is None:
+            return {"vms": vms, "scaleSets": []}
+        now = self.clock.now()
+        vms += [{"name": vm.name, "addresses": list(fleet.explicit_addresses(vm.name))} for vm in fleet.made()
+                if fleet.explicit_addresses(vm.name)]
+        sets = []
+        for scale_set in fleet.spec.scale_sets:
+            item: dict[str, Any] = {"name": scale_set.name, "capacity": scale_set.capacity}
+            if scale_set.dynamic:
+                claims = sorted(live_claims(fleet.claims(scale_set.name), scale_set, now).items(),
+                                key=lambda pair: pair[1].instance)
+                item.update({"addresses": "dynamic", "idleRelease": scale_set.idle_release, "claims": [
+                    {"address": address, "vm": scale_set.member_name(c.instance), "claimed": c.since,
+                     "lastSeen": c.seen, "releaseAt": c.release_at(scale_set)} for address, c in claims]})
+            else:
+                item["addresses"] = str(ipaddress.IPv4Address(scale_set.first_address or 0))
+            sets.append(item)
+        return {"vms": vms, "scaleSets": sets}
 
     # -- finding VMs ---------------------------------------------------------------------------------------
     def vm(self, name: str | None = None) -> VmState:
@@ -428,7 +494,7 @@ class World:
             mark = fingerprint(profile)
 
         def change(current: dict[str, str]) -> Rows:
-            rows: Rows = {key: None for key in current if key.startswith("vm/")}
+            rows: Rows = {key: None for key in current if key.startswith(("vm/", "claims/"))}
             for key in {k for k in current if k.startswith("events/")} | {f"events/{b}" for b in self._books}:
                 if key.startswith("events/vm:") and not self._has_vm(key[10:]):
                     rows[key] = None  # the book of a VM the new profile does not have
@@ -455,7 +521,7 @@ class World:
         self.first = self._make_vm(profile.vm, None)
         self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
         self.per_vm_limits = self.fleet is not None
-        self._versions = {key: v for key, v in self._versions.items() if not key.startswith("vm/")}
+        self._versions = {key: v for key, v in self._versions.items() if not key.startswith(("vm/", "claims/"))}
 
     def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
         key = next((k for k, b in self._books.items() if b is book), None) if book is not None else None
@@ -558,6 +624,13 @@ class World:
                 if self.fleet is not None:
                     self.fleet.pin(vm)
             return apply_vm
+        if key.startswith("claims/"):
+            fleet = self.fleet
+            scale_set = fleet.scale_set(key[7:]) if fleet is not None else None
+            if fleet is None or scale_set is None or not scale_set.dynamic:
+                raise ValueError(f"no dynamic scale set named {key[7:]!r}")
+            claims = _claims_row(value, scale_set)
+            return lambda: fleet.set_claims(scale_set.name, claims)
         if key.startswith("events/"):
             book_key = key[7:]
             if not book_key.startswith(("vm:", "vmss:", "avset:")):
@@ -791,6 +864,40 @@ def _saved_source(value: str) -> tuple[dict[str, Any], tuple[dict[str, Any], dic
             raise ValueError("not a VM's pending tags")
         _validated(_with_tags(source, pending))
     return source, (instance, loadbalancer), pending
+
+
+def _claims_row(value: str | None, scale_set: ScaleSet) -> dict[str, Claim]:
+    """A dynamic scale set's claims as written (``{address: {instance, since, seen}}``); ValueError when the row is
+    not one azimds writes."""
+    if value is None:
+        return {}
+    data = json.loads(value)
+    if not isinstance(data, dict):
+        raise ValueError("not a scale set's claims")
+    claims: dict[str, Claim] = {}
+    for address, item in data.items():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"a claim by {address!r}, which is not an address") from None
+        if not isinstance(item, dict) or set(item) != {"instance", "since", "seen"}:
+            raise ValueError(f"not a claim: {item!r}")
+        index, since, seen = item["instance"], item["since"], item["seen"]
+        if (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < scale_set.capacity
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+                           for t in (since, seen))):
+            raise ValueError(f"not a claim of one of {scale_set.name}'s {scale_set.capacity} instances: {item!r}")
+        claims[address] = Claim(index, float(since), float(seen))
+    if len({c.instance for c in claims.values()}) != len(claims):
+        raise ValueError(f"two addresses claim the same instance of {scale_set.name}")
+    return claims
+
+
+def _encode_claims(claims: dict[str, Claim]) -> str | None:
+    """A set's claims as its row (None: no claim, no row)."""
+    if not claims:
+        return None
+    return encode({address: c._asdict() for address, c in sorted(claims.items(), key=lambda pair: pair[1].instance)})
 
 
 def _fault_rules(value: str) -> list[FaultRule]:
