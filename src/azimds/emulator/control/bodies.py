@@ -13,7 +13,7 @@ from ..model.values import Number, Whole
 from ..world.clock import LATEST
 
 __all__ = ["ClockChange", "ClockView", "ErrorView", "EventView", "EventsView", "FaultSpec", "FaultsView",
-           "JournalView", "Tags", "TagsView", "Walk"]
+           "FleetView", "JournalView", "SetView", "Tags", "TagsView", "VmView", "Walk"]
 
 _CLOSED = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -99,6 +99,32 @@ class TagsView(TypedDict):
 
 class JournalView(TypedDict):
     entries: list[dict[str, Any]]
+
+
+class VmView(TypedDict):
+    name: str
+    scaleSet: str | None
+    availabilitySet: str | None
+    addresses: list[str]  # the source addresses it calls from (none: the first VM, which answers strangers)
+    faultDomain: str
+    updateDomain: str
+    changed: bool  # the control plane changed its metadata
+    events: int  # current events it sees
+
+
+class SetView(TypedDict):
+    name: str
+    kind: Literal["scaleSet", "availabilitySet"]
+    size: int
+    faultDomains: int | None
+    updateDomains: int | None
+
+
+class FleetView(TypedDict):
+    total: int
+    offset: int
+    vms: list[VmView]
+    sets: list[SetView]
 
 
 class ErrorView(TypedDict, total=False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hmac
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -31,6 +32,7 @@ __all__ = ["ControlPlane"]
 
 JSON = "application/json"
 MAX_NESTING = 64  # JSON bodies nested deeper are refused before they are parsed
+MAX_OFFSET = 100_000_000  # past any fleet's size
 
 
 _STATUS = {InvalidChange: 400, NoSuchTarget: 404, Conflict: 409, EngineUnavailable: 503}
@@ -161,6 +163,36 @@ class ControlPlane:
         book = self.world.event_action(self.world.vm(query.get("vm")), eventId, action, by=query.get("by"))
         return _json(200, _events(book))
 
+    # -- the fleet -------------------------------------------------------------------------------------
+    def get_fleet(self, query: dict[str, str]) -> Response:
+        offset = _whole(query, "offset", 0, MAX_OFFSET)
+        limit = _whole(query, "limit", 100, 1000, least=1)
+        fleet = self.world.fleet
+        if fleet is None:
+            names, total = [self.world.first.name][offset:offset + limit], 1
+        else:
+            names, total = fleet.names(offset, limit), len(fleet)
+        vms: list[bodies.VmView] = []
+        for name in names:
+            vm = self.world.vm(name)
+            place = fleet.placement(name) if fleet is not None else None
+            compute = vm.instance.get("compute", {})
+            vms.append({"name": name, "scaleSet": place.scale_set if place else None,
+                        "availabilitySet": place.availability_set if place else None,
+                        "addresses": list(place.addresses) if place else [],
+                        "faultDomain": str(compute.get("platformFaultDomain", "")),
+                        "updateDomain": str(compute.get("platformUpdateDomain", "")),
+                        "changed": vm.changed, "events": len(vm.events.current())})
+        sets: list[bodies.SetView] = []
+        if fleet is not None:
+            sets += [{"name": s.name, "kind": "scaleSet", "size": s.capacity, "faultDomains": s.fault_domains,
+                      "updateDomains": s.update_domains} for s in fleet.spec.scale_sets]
+            sizes = Counter(vm.availability_set for vm in fleet.spec.vms if vm.availability_set is not None)
+            sets += [{"name": name, "kind": "availabilitySet", "size": size, "faultDomains": None,
+                      "updateDomains": None} for name, size in sizes.items()]
+        view: bodies.FleetView = {"total": total, "offset": offset, "vms": vms, "sets": sets}
+        return _json(200, view)
+
     def walk(self, query: dict[str, str], body: bodies.Walk) -> Response:
         return _json(200, _events(self.world.walk(body.set, body.type, body.gap, body.duration)))
 
@@ -227,6 +259,16 @@ class ControlPlane:
             raise InvalidChange("the change is invalid; nothing was changed", exc.problems) from None
         self.world.reset(profile)
         return _json(200, {"reloaded": True})
+
+
+def _whole(query: dict[str, str], name: str, default: int, most: int, least: int = 0) -> int:
+    """A whole-number query parameter, from ``least`` to ``most``."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not least <= int(text) <= most:
+        raise _BadRequest(f"{name} is a whole number from {least} to {most}, not {text[:40]!r}")
+    return int(text)
 
 
 def _split(path: str | None) -> list[str]:

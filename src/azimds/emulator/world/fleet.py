@@ -12,18 +12,27 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ..model.fleet import ExplicitVm, FleetSpec, ScaleSet, explicit_tree, member_tree
 from ..model.profile import Profile, VmModel, validate_tree, vm_model
 from .events import EventBook
 from .vm import VmState
 
-__all__ = ["MAX_LIVE", "Fleet"]
+__all__ = ["MAX_LIVE", "Fleet", "Placement"]
 
 MAX_LIVE = 20_000  # unchanged scale-set instances kept made at once
 _MAX_ADDRESSES = 4 * MAX_LIVE  # remembered source addresses (a cache: cleared when full)
+
+
+class Placement(NamedTuple):
+    """Where a VM of the fleet sits."""
+
+    scale_set: str | None
+    availability_set: str | None
+    addresses: tuple[str, ...]
+
 
 MakeVm = Callable[[VmModel, EventBook | None], VmState]
 
@@ -98,12 +107,32 @@ class Fleet:
             return self.member(scale_set, int(index))
         return None
 
-    def names(self) -> Iterator[str]:
-        """Every VM's name (scale-set instances without making them)."""
-        yield from self._by_name
+    def names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VMs' names in a fixed order (the first, the explicit VMs, each scale set's instances by index), from
+        ``offset``, at most ``limit`` of them; scale-set instances are not made."""
+        end = len(self) if limit is None else min(len(self), offset + limit)
+        fixed = [self.first.name, *self._explicit_specs]
+        found = fixed[offset:end]
+        start = len(fixed)
         for scale_set in self.spec.scale_sets:
-            for index in range(scale_set.capacity):
-                yield scale_set.member_name(index)
+            low, high = max(offset, start), min(end, start + scale_set.capacity)
+            found += [scale_set.member_name(i - start) for i in range(low, high)]
+            start += scale_set.capacity
+        return found
+
+    def placement(self, name: str) -> Placement | None:
+        """Where a VM sits: its scale set or availability set and the source addresses it calls from (None: no
+        VM of the fleet has that name). The first VM answers strangers, so it has no address of its own."""
+        if name == self.first.name:
+            return Placement(None, None, ())
+        explicit = self._explicit_specs.get(name)
+        if explicit is not None:
+            return Placement(None, explicit.availability_set, explicit.addresses)
+        set_name, _, index = name.rpartition("_")
+        scale_set = self.spec.scale_set(set_name)
+        if scale_set is None or not index.isdigit() or str(int(index)) != index or int(index) >= scale_set.capacity:
+            return None
+        return Placement(scale_set.name, None, (str(ipaddress.IPv4Address(scale_set.first_address + int(index))),))
 
     def made(self) -> list[VmState]:
         """Every VM made so far (the first, explicit ones, scale-set members in use)."""
