@@ -228,6 +228,7 @@ def test_control_as_python_calls():
 def test_structured_log_line_per_request(serve):
     proc = serve("--log-format", "json")
     assert "control plane" in proc.proc.stderr.readline()
+    assert "dashboard" in proc.proc.stderr.readline()
     fetch(proc.url, "/metadata/instance?api-version=2021-02-01")
     fetch(proc.url, "/metadata/nothing")
     first, second = (json.loads(proc.proc.stderr.readline()) for _ in range(2))

@@ -1,6 +1,7 @@
 """The control plane: JSON over HTTP on its own port, for tests and people to steer the emulated world.
 
-Every request needs ``Authorization: Bearer <token>``; without it the answer is 401 and nothing changes.
+Every request needs ``Authorization: Bearer <token>``; without it the answer is 401 and nothing changes (the
+dashboard's static files, which hold no data, are the exception: see ``static``).
 Routes are data (``ROUTES``): each names its method, path, handler, body declaration and answer, and the
 OpenAPI document at ``/openapi.json`` is generated from them. Each change goes through ``world.World``, which
 validates it and persists it before the answer is written; its typed errors get their HTTP status here.
@@ -25,7 +26,7 @@ from ..model.values import nesting_depth
 from ..model.values import problems as validation_problems
 from ..service.http import Request, Response
 from ..world.world import World
-from . import bodies
+from . import bodies, static
 from .routes import ROUTES, Route
 
 __all__ = ["ControlPlane"]
@@ -56,6 +57,14 @@ class ControlPlane:
         self._adapters: dict[Any, pydantic.TypeAdapter[Any]] = {}
 
     def __call__(self, request: Request) -> Response:
+        page = static.asset(request)  # the dashboard's files hold no data: served without the token
+        if page is not None:
+            return page
+        answer = self._answer(request)
+        return Response(answer.status, answer.body, answer.content_type, answer.headers + static.API_HEADERS,
+                        close=answer.close, drop=answer.drop)
+
+    def _answer(self, request: Request) -> Response:
         auth = request.headers.get(b"authorization", b"")
         if not hmac.compare_digest(auth, self._token):
             return _error(401, "a bearer token is required (Authorization: Bearer <token>)",
