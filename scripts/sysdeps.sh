@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests and benchmarks run against (curl, openssl, jq, wget, nginx, wrk, iproute2,
-# and PostgreSQL's server binaries: the tests start a private cluster of their own), where they are missing and
-# this machine can install them, and podman with what builds the container image (scripts/image.sh deps). Tests
+# headless Chromium and its WebDriver for the dashboard's browser test, and PostgreSQL's server binaries: the
+# tests start a private cluster of their own), where they are missing and this machine can install them, and
+# podman with what builds the container image (scripts/image.sh deps). Tests
 # that need a missing tool skip, saying so.
 set -u
 bash "$(dirname "${BASH_SOURCE[0]}")/image.sh" deps || echo "sysdeps: the container image test will skip" >&2
 need=()
-for pair in curl:curl openssl:openssl jq:jq wget:wget nginx:nginx-light wrk:wrk ip:iproute2 taskset:util-linux; do
+for pair in curl:curl openssl:openssl jq:jq wget:wget nginx:nginx-light wrk:wrk ip:iproute2 taskset:util-linux \
+            chromium:chromium chromedriver:chromium-driver; do
   tool=${pair%%:*}; pkg=${pair#*:}
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || need+=("$pkg")
 done

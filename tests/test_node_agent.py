@@ -247,7 +247,7 @@ def test_each_pod_reads_its_own_instance_and_token_through_the_node_agent(node, 
         assert (again["name"], again["vmId"]) == (first[pods[0]]["name"], first[pods[0]]["vmId"])
 
         def listed() -> dict[str, str]:
-            (pods_set,) = [s for s in control_get(control_url, "/v1/fleet")["scaleSets"] if s["name"] == "pods"]
+            (pods_set,) = [s for s in control_get(control_url, "/v1/fleet")["sets"] if s["name"] == "pods"]
             return {c["address"]: c["vm"] for c in pods_set["claims"]}
 
         expected = {address: first[pod]["name"] for address, pod in zip(PODS, pods, strict=True)}

@@ -260,7 +260,9 @@ def test_every_route_of_the_openapi_document_has_a_subcommand(ctl: Ctl) -> None:
 
 
 def test_fleet_list_of_an_emulator_without_a_fleet_is_its_one_vm(ctl: Ctl) -> None:
-    assert ctl.ok("fleet", "list") == {"vms": [{"name": "web-01", "addresses": []}], "scaleSets": []}
+    assert ctl.ok("fleet", "list") == {"total": 1, "offset": 0, "sets": [], "vms": [{
+        "name": "web-01", "scaleSet": None, "availabilitySet": None, "addresses": [], "faultDomain": "0",
+        "updateDomain": "0", "changed": False, "events": 0}]}
 
 
 # -- reset and reload --------------------------------------------------------------------------------------
@@ -320,6 +322,25 @@ def test_vm_selects_a_fleet_vm_and_fleet_walk_plans_update_domains(tmp_path: Pat
         now = ctl.ok("events", "list", "--vm", "web_1")["events"]  # type: ignore[index]
         assert [(e["type"], e["resources"], e["status"]) for e in now] == [("Reboot", ["web_1", "web_3"], "Scheduled")]
         assert ctl.fails(1, "fleet", "walk", "nope") == "azimds: no scale set named 'nope'"
+
+
+def test_fleet_list_pages_through_the_vms(tmp_path: Path) -> None:
+    profile = tmp_path / "fleet.yaml"
+    profile.write_text(FLEET)
+    with emulated(tmp_path, profile, clock="manual") as ctl:
+        whole = ctl.ok("fleet", "list")
+        assert [vm["name"] for vm in whole["vms"]] == ["jump-1", "db-1", "web_0", "web_1", "web_2", "web_3"]  # type: ignore[index]
+        assert whole["total"] == 6 and whole["sets"] == [  # type: ignore[index]
+            {"name": "web", "kind": "scaleSet", "size": 4, "faultDomains": 5, "updateDomains": 2,
+             "addresses": "127.1.0.0"}]
+        web_3 = whole["vms"][-1]  # type: ignore[index]
+        assert (web_3["addresses"], web_3["faultDomain"], web_3["updateDomain"]) == (["127.1.0.3"], "3", "1")
+        assert whole["vms"][1]["addresses"] == ["127.0.0.2"] and whole["vms"][0]["addresses"] == []  # type: ignore[index]
+        page = ctl.ok("fleet", "list", "--offset", "1", "--limit", "2")
+        assert (page["offset"], [vm["name"] for vm in page["vms"]]) == (1, ["db-1", "web_0"])  # type: ignore[index]
+        assert ctl.ok("fleet", "list", "--offset", "6")["vms"] == []  # type: ignore[index]
+        refused = "azimds: limit is a whole number from 1 to 1000, not '0'"
+        assert ctl.fails(2, "fleet", "list", "--limit", "0") == refused
 
 
 def test_reboot_shows_a_scale_set_instance_its_changed_tags(tmp_path: Path) -> None:
@@ -399,7 +420,7 @@ def test_a_bad_control_url_exits_2(url: str) -> None:
 OPERATIONS = [["get"], ["set"], ["patch"], ["delete"], ["tags"], ["events", "list"], ["events", "schedule"],
               ["events", "approve"], ["events", "start"], ["events", "complete"], ["events", "cancel"], ["clock"],
               ["faults", "list"], ["faults", "add"], ["faults", "clear"], ["journal"], ["reset"], ["reload"],
-              ["metrics"], ["openapi"], ["fleet", "walk"]]
+              ["metrics"], ["openapi"], ["fleet", "list"], ["fleet", "walk"]]
 
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=" ".join)

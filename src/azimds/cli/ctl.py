@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clock(top)
     _add_faults(top.nest("faults", "list, add and clear faults"))
     _add_journal(top)
-    _add_fleet(top.nest("fleet", "list a fleet's VMs and scale sets, drive its scale sets"))
+    _add_fleet(top.nest("fleet", "list a fleet's VMs and sets, drive its scale sets"))
     reprovision = top.add("reprovision", "hand a pre-provisioned VM over: /metadata/reprovisiondata answers its "
                                          "OVF environment", lambda a: Call("POST", "/v1/reprovision", a.patch),
                           per_vm=True)
@@ -397,8 +397,14 @@ def _add_journal(top: _Builder) -> None:
 
 
 def _add_fleet(fleet: _Builder) -> None:
-    fleet.add("list", "the fleet's VMs and scale sets, and which address holds each dynamic instance",
-              lambda a: Call("GET", "/v1/fleet"))
+    listing = fleet.add("list", "list the VMs (a page of them) with their sets, addresses, fault and update "
+                                "domains, and the sets (with which address holds each dynamic instance)",
+                        lambda a: Call("GET", "/v1/fleet", query={"offset": a.offset, "limit": a.limit}),
+                        "List the VMs in a fixed order (the profile's own VM, the explicit VMs, then each scale "
+                        "set's instances by index), a page at a time, and the scale sets and availability sets; for a "
+                        "dynamic scale set, which source address holds each instance and when it is let go.")
+    listing.add_argument("--offset", type=_count, metavar="N", help="skip the first N VMs")
+    listing.add_argument("--limit", type=_count, metavar="N", help="at most N VMs (default: 100, at most 1000)")
     walk = fleet.add("walk", "walk a scale set's update domains: one event per domain, --gap apart",
                      lambda a: Call("POST", "/v1/fleet/walk", {key: value for key, value in (
                          ("set", a.set), ("type", a.type), ("gap", a.gap), ("durationInSeconds", a.duration))

@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import ListenError, StateError, UsageError
 from .config import Config
 from .control.plane import ControlPlane
+from .control.static import link as dashboard_link
 from .model import profile as profiles
 from .model.profile import Profile
 from .service.metadata import MetadataService, ServiceOptions
@@ -298,6 +299,7 @@ async def _serve(app: App, ready: Callable[[str], None]) -> int:
     if app.control_server.port:
         where = f" (token in {app.token_file})" if app.token_file else ""
         print(f"azimds: control plane {app.control_server.url}{where}", file=sys.stderr, flush=True)
+        print(f"azimds: dashboard {dashboard_link(app.control_server.url, app.token)}", file=sys.stderr, flush=True)
     ready(f"azimds: serving {app.metadata_server.url}/metadata")
     await stop.wait()
     await app.close()

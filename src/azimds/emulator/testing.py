@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import InvalidChange, ProfileError
 from .app import App, configure, new_event_loop
+from .control.static import link as dashboard_link
 from .model.events import EventSpec
 from .model.faults import FaultRule
 from .model.profile import Profile
@@ -97,6 +98,11 @@ class Emulator:
         if not self._running:
             raise RuntimeError("the emulator is not running")
         return self.app.control_server.url
+
+    @property
+    def dashboard_url(self) -> str:
+        """The control plane's dashboard, with the token in the link's fragment (never sent to the server)."""
+        return dashboard_link(self.control_url, self.token)
 
     @property
     def token(self) -> str:

@@ -52,6 +52,7 @@ from typing import Any
 from ..errors import AzimdsError, ListenError
 from .app import App, new_event_loop
 from .config import Config
+from .control.static import link as dashboard_link
 from .model.profile import Profile
 from .service.server import BACKLOG, Limits
 
@@ -237,6 +238,7 @@ class Supervisor:
             if self.app.control_server.port:
                 where = f" (token in {self.app.token_file})" if self.app.token_file else ""
                 self.notice(f"control plane {self.app.control_server.url}{where}")
+                self.notice(f"dashboard {dashboard_link(self.app.control_server.url, self.app.token)}")
             self.ready(f"azimds: serving {self.url}/metadata")
             await stop.wait()
             return 0

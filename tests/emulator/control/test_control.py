@@ -228,8 +228,22 @@ def test_control_as_python_calls():
 def test_structured_log_line_per_request(serve):
     proc = serve("--log-format", "json")
     assert "control plane" in proc.proc.stderr.readline()
+    assert "dashboard" in proc.proc.stderr.readline()
     fetch(proc.url, "/metadata/instance?api-version=2021-02-01")
     fetch(proc.url, "/metadata/nothing")
     first, second = (json.loads(proc.proc.stderr.readline()) for _ in range(2))
     assert (first["method"], first["url"], first["status"]) == ("GET", "/metadata/instance?api-version=2021-02-01", 200)
     assert second["status"] == 404 and first["peer"] == "127.0.0.1" and first["latency_ms"] >= 0
+
+
+def test_fleet_lists_a_page_without_making_the_rest():
+    profile = {"fleet": {"scaleSets": [{"name": "web", "capacity": 100_000, "addresses": "127.1.0.0"}]}}
+    with Emulator(profile) as imds:
+        page = ctl(imds, "GET", "/v1/fleet?offset=99999&limit=5").json()
+        assert (page["total"], page["offset"]) == (100_001, 99_999)
+        assert [(vm["name"], vm["addresses"], vm["faultDomain"]) for vm in page["vms"]] == [
+            ("web_99998", ["127.2.134.158"], "3"), ("web_99999", ["127.2.134.159"], "4")]
+        assert len(imds.world.vms()) < 10  # only the page's instances were made
+        for query in ("limit=0", "limit=1001", "offset=-1", "offset=x", "limit=1e3", "offset=" + "9" * 5000):
+            reply = ctl(imds, "GET", "/v1/fleet?" + query)
+            assert reply.status == 400 and "whole number" in reply.json()["error"], query

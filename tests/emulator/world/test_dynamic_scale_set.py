@@ -117,9 +117,12 @@ def test_static_sets_and_listed_vms_keep_their_addresses_beside_a_dynamic_set():
     w = world(tree)
     assert [name_for(w, p) for p in ("10.244.0.2", "10.244.1.1", "10.244.0.11")] == ["db-1", "web_1", "pods_0"]
     view = w.fleet_view()
-    assert view["vms"] == [{"name": "node-vm", "addresses": []}, {"name": "db-1", "addresses": ["10.244.0.2"]}]
-    assert [(s["name"], s["addresses"]) for s in view["scaleSets"]] == [("pods", "dynamic"), ("web", "10.244.1.0")]
-    assert view["scaleSets"][0]["claims"] == [{"address": "10.244.0.11", "vm": "pods_0", "claimed": T0,
+    assert [(vm["name"], vm["scaleSet"], vm["addresses"]) for vm in view["vms"]] == [
+        ("node-vm", None, []), ("db-1", None, ["10.244.0.2"]), ("pods_0", "pods", ["10.244.0.11"]),
+        ("pods_1", "pods", []), ("pods_2", "pods", []), ("web_0", "web", ["10.244.1.0"]),
+        ("web_1", "web", ["10.244.1.1"])]
+    assert [(s["name"], s["addresses"]) for s in view["sets"]] == [("pods", "dynamic"), ("web", "10.244.1.0")]
+    assert view["sets"][0]["claims"] == [{"address": "10.244.0.11", "vm": "pods_0", "claimed": T0,
                                                "lastSeen": T0, "releaseAt": T0 + 1.1 * IDLE}]
 
 
@@ -128,7 +131,7 @@ def test_reset_releases_every_claim():
     name_for(w, "10.244.0.11")
     name_for(w, "10.244.0.12")
     w.reset()
-    assert w.fleet_view()["scaleSets"][0]["claims"] == []
+    assert w.fleet_view()["sets"][0]["claims"] == []
     assert name_for(w, "10.244.0.12") == "pods_0"
 
 
@@ -154,8 +157,8 @@ def test_two_nodes_on_one_store_never_hand_one_instance_to_two_addresses(engine:
         with pytest.raises(NoFreeInstance):
             a.vm_for("10.244.0.12")
         a.listen(lambda apply: apply())
-        wait_until(lambda: len(a.fleet_view()["scaleSets"][0]["claims"]) == 2, timeout=5)
-        assert [c["vm"] for c in a.fleet_view()["scaleSets"][0]["claims"]] == ["pods_0", "pods_1"]
+        wait_until(lambda: len(a.fleet_view()["sets"][0]["claims"]) == 2, timeout=5)
+        assert [c["vm"] for c in a.fleet_view()["sets"][0]["claims"]] == ["pods_0", "pods_1"]
     finally:
         a.close()
         b.close()
@@ -172,7 +175,7 @@ def test_claims_survive_a_restart_and_a_damaged_row_is_refused(tmp_path: Path):
     store.close()
     store = SqliteStore(tmp_path / "s.sqlite")
     again = world(store=store)
-    assert [c["address"] for c in again.fleet_view()["scaleSets"][0]["claims"]] == ["10.244.0.11", "10.244.0.12"]
+    assert [c["address"] for c in again.fleet_view()["sets"][0]["claims"]] == ["10.244.0.11", "10.244.0.12"]
     assert name_for(again, "10.244.0.13") == "pods_2"
     again.close()
     store.update(["claims/pods"], lambda current: {"claims/pods": current["claims/pods"].replace(
@@ -199,15 +202,15 @@ def test_over_the_network_each_address_its_own_instance_listed_released_and_refu
         assert (full.status, full.body) == (
             403, b'{ "error": "Forbidden: every instance is claimed by another source address" }')
         listing = control(imds, "GET", "/v1/fleet").json()
-        assert [(c["address"], c["vm"]) for c in listing["scaleSets"][0]["claims"]] == [
+        assert [(c["address"], c["vm"]) for c in listing["sets"][0]["claims"]] == [
             ("127.2.0.11", "pods_0"), ("127.2.0.12", "pods_1")]
-        assert listing["scaleSets"][0]["idleRelease"] == 300
+        assert listing["sets"][0]["idleRelease"] == 300
         assert control(imds, "POST", "/v1/clock", {"advance": 200}).status == 200
         assert fetch(imds.url, INSTANCE, source="127.2.0.12").json()["name"] == "pods_1"  # written again
         assert control(imds, "POST", "/v1/clock", {"advance": 200}).status == 200
         # .11 has been quiet for 400 s (> 330), .12 for 200 s
         assert fetch(imds.url, INSTANCE, source="127.2.0.13").json()["name"] == "pods_0"
-        assert [c["address"] for c in control(imds, "GET", "/v1/fleet").json()["scaleSets"][0]["claims"]] == [
+        assert [c["address"] for c in control(imds, "GET", "/v1/fleet").json()["sets"][0]["claims"]] == [
             "127.2.0.13", "127.2.0.12"]
         assert imds.control.fleet() == control(imds, "GET", "/v1/fleet").json()
         token = fetch(imds.url, "/metadata/identity/oauth2/token?api-version=2018-02-01"

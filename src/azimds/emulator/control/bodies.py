@@ -13,7 +13,7 @@ from ..model.values import Number, Whole
 from ..world.clock import LATEST
 
 __all__ = ["ClaimView", "ClockChange", "ClockView", "ErrorView", "EventView", "EventsView", "FaultSpec",
-           "FaultsView", "FleetView", "JournalView", "ScaleSetView", "Tags", "TagsView", "VmView", "Walk"]
+           "FaultsView", "FleetView", "JournalView", "SetView", "Tags", "TagsView", "VmView", "Walk"]
 
 _CLOSED = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, populate_by_name=True)
 
@@ -109,22 +109,33 @@ class ClaimView(TypedDict):
     releaseAt: float  # let go after this time unless it calls again
 
 
-class ScaleSetView(TypedDict, total=False):
-    name: Required[str]
-    capacity: Required[int]
-    addresses: Required[str]  # instance 0's source address, or "dynamic"
-    idleRelease: float
-    claims: list[ClaimView]
-
-
 class VmView(TypedDict):
     name: str
-    addresses: list[str]
+    scaleSet: str | None
+    availabilitySet: str | None
+    addresses: list[str]  # the source addresses it calls from (none: the first VM, which answers strangers)
+    faultDomain: str
+    updateDomain: str
+    changed: bool  # the control plane changed its metadata
+    events: int  # current events it sees
+
+
+class SetView(TypedDict, total=False):
+    name: Required[str]
+    kind: Required[Literal["scaleSet", "availabilitySet"]]
+    size: Required[int]
+    faultDomains: Required[int | None]
+    updateDomains: Required[int | None]
+    addresses: str  # a scale set's: instance 0's source address, or "dynamic"
+    idleRelease: float  # a dynamic scale set's seconds without a call before an instance is let go
+    claims: list[ClaimView]  # a dynamic scale set's: which source address holds each instance now
 
 
 class FleetView(TypedDict):
+    total: int
+    offset: int
     vms: list[VmView]
-    scaleSets: list[ScaleSetView]
+    sets: list[SetView]
 
 
 class ErrorView(TypedDict, total=False):

@@ -1,6 +1,7 @@
 """The control plane: JSON over HTTP on its own port, for tests and people to steer the emulated world.
 
-Every request needs ``Authorization: Bearer <token>``; without it the answer is 401 and nothing changes.
+Every request needs ``Authorization: Bearer <token>``; without it the answer is 401 and nothing changes (the
+dashboard's static files, which hold no data, are the exception: see ``static``).
 Routes are data (``ROUTES``): each names its method, path, handler, body declaration and answer, and the
 OpenAPI document at ``/openapi.json`` is generated from them. Each change goes through ``world.World``, which
 validates it and persists it before the answer is written; its typed errors get their HTTP status here.
@@ -24,13 +25,14 @@ from ..model.values import nesting_depth
 from ..model.values import problems as validation_problems
 from ..service.http import Request, Response
 from ..world.world import World
-from . import bodies
+from . import bodies, static
 from .routes import ROUTES, Route
 
 __all__ = ["ControlPlane"]
 
 JSON = "application/json"
 MAX_NESTING = 64  # JSON bodies nested deeper are refused before they are parsed
+MAX_OFFSET = 100_000_000  # past any fleet's size
 
 
 _STATUS = {InvalidChange: 400, NoSuchTarget: 404, Conflict: 409, EngineUnavailable: 503}
@@ -54,6 +56,14 @@ class ControlPlane:
         self._adapters: dict[Any, pydantic.TypeAdapter[Any]] = {}
 
     def __call__(self, request: Request) -> Response:
+        page = static.asset(request)  # the dashboard's files hold no data: served without the token
+        if page is not None:
+            return page
+        answer = self._answer(request)
+        return Response(answer.status, answer.body, answer.content_type, answer.headers + static.API_HEADERS,
+                        close=answer.close, drop=answer.drop)
+
+    def _answer(self, request: Request) -> Response:
         auth = request.headers.get(b"authorization", b"")
         if not hmac.compare_digest(auth, self._token):
             return _error(401, "a bearer token is required (Authorization: Bearer <token>)",
@@ -161,8 +171,11 @@ class ControlPlane:
         book = self.world.event_action(self.world.vm(query.get("vm")), eventId, action, by=query.get("by"))
         return _json(200, _events(book))
 
+    # -- the fleet -------------------------------------------------------------------------------------
     def get_fleet(self, query: dict[str, str]) -> Response:
-        return _json(200, self.world.fleet_view())
+        offset = _whole(query, "offset", 0, MAX_OFFSET)
+        limit = _whole(query, "limit", 100, 1000, least=1)
+        return _json(200, self.world.fleet_view(offset, limit))
 
     def walk(self, query: dict[str, str], body: bodies.Walk) -> Response:
         return _json(200, _events(self.world.walk(body.set, body.type, body.gap, body.duration)))
@@ -230,6 +243,16 @@ class ControlPlane:
             raise InvalidChange("the change is invalid; nothing was changed", exc.problems) from None
         self.world.reset(profile)
         return _json(200, {"reloaded": True})
+
+
+def _whole(query: dict[str, str], name: str, default: int, most: int, least: int = 0) -> int:
+    """A whole-number query parameter, from ``least`` to ``most``."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not least <= int(text) <= most:
+        raise _BadRequest(f"{name} is a whole number from {least} to {most}, not {text[:40]!r}")
+    return int(text)
 
 
 def _split(path: str | None) -> list[str]:

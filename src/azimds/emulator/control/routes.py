@@ -44,6 +44,9 @@ _JOURNAL_QUERY = (("path", "string", "only paths matching this glob"), ("status"
                   ("peer", "string", "only this source address"), ("since", "number", "only from this time"),
                   ("limit", "integer", "only the last N (default 1000)"))
 
+_FLEET_QUERY = (("offset", "integer", "skip the first N VMs"), ("limit", "integer", "at most N VMs (default 100, "
+                                                                                   "at most 1000)"))
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/openapi.json", "get_openapi", "this document", answer=dict[str, Any]),
     Route("GET", "/metrics", "get_metrics", "Prometheus metrics", answer=str),
@@ -74,8 +77,9 @@ ROUTES: tuple[Route, ...] = (
                               ("start", "start a Scheduled event now"),
                               ("complete", "end a Started event (it disappears)"),
                               ("cancel", "withdraw a Scheduled event (it disappears)"))),
-    Route("GET", "/v1/fleet", "get_fleet", "the fleet's VMs (with their addresses) and scale sets; for a dynamic "
-          "one, which source address holds each instance and when it is let go", answer=bodies.FleetView),
+    Route("GET", "/v1/fleet", "get_fleet", "the VMs (a page of them, in a fixed order) with their sets, addresses, "
+          "fault and update domains, and the sets; for a dynamic scale set, which source address holds each "
+          "instance and when it is let go", answer=bodies.FleetView, query=_FLEET_QUERY),
     Route("POST", "/v1/fleet/walk", "walk", "walk a scale set's update domains: one event per domain, gap "
           "seconds apart", body=bodies.Walk, answer=bodies.EventsView),
     Route("GET", "/v1/clock", "get_clock", "the emulated clock", answer=bodies.ClockView),

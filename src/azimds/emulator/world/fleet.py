@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..model.fleet import ExplicitVm, FleetSpec, ScaleSet, explicit_tree, member_tree
@@ -27,10 +27,19 @@ from ..model.profile import Profile, VmModel, validate_tree, vm_model
 from .events import EventBook
 from .vm import VmState
 
-__all__ = ["MAX_LIVE", "REFRESH_SHARE", "Claim", "Fleet", "claim", "live_claims"]
+__all__ = ["MAX_LIVE", "REFRESH_SHARE", "Claim", "Fleet", "Placement", "claim", "live_claims"]
 
 MAX_LIVE = 20_000  # unchanged scale-set instances kept made at once
 _MAX_ADDRESSES = 4 * MAX_LIVE  # remembered source addresses (a cache: cleared when full)
+
+
+class Placement(NamedTuple):
+    """Where a VM of the fleet sits."""
+
+    scale_set: str | None
+    availability_set: str | None
+    addresses: tuple[str, ...]
+
 
 MakeVm = Callable[[VmModel, EventBook | None], VmState]
 #: A claim's last call is written when the one written is this share of ``idleRelease`` old.
@@ -176,12 +185,36 @@ class Fleet:
             return self.member(scale_set, int(index))
         return None
 
-    def names(self) -> Iterator[str]:
-        """Every VM's name (scale-set instances without making them)."""
-        yield from self._by_name
+    def names(self, offset: int = 0, limit: int | None = None) -> list[str]:
+        """VMs' names in a fixed order (the first, the explicit VMs, each scale set's instances by index), from
+        ``offset``, at most ``limit`` of them; scale-set instances are not made."""
+        end = len(self) if limit is None else min(len(self), offset + limit)
+        fixed = [self.first.name, *self._explicit_specs]
+        found = fixed[offset:end]
+        start = len(fixed)
         for scale_set in self.spec.scale_sets:
-            for index in range(scale_set.capacity):
-                yield scale_set.member_name(index)
+            low, high = max(offset, start), min(end, start + scale_set.capacity)
+            found += [scale_set.member_name(i - start) for i in range(low, high)]
+            start += scale_set.capacity
+        return found
+
+    def placement(self, name: str) -> Placement | None:
+        """Where a VM sits: its scale set or availability set and the source addresses it calls from (None: no
+        VM of the fleet has that name). The first VM answers strangers, so it has no address of its own."""
+        if name == self.first.name:
+            return Placement(None, None, ())
+        explicit = self._explicit_specs.get(name)
+        if explicit is not None:
+            return Placement(None, explicit.availability_set, explicit.addresses)
+        set_name, _, index = name.rpartition("_")
+        scale_set = self.spec.scale_set(set_name)
+        if scale_set is None or not index.isdigit() or str(int(index)) != index or int(index) >= scale_set.capacity:
+            return None
+        if scale_set.dynamic:  # the address that holds it now, if any
+            held = tuple(a for a, c in self._claims.get(scale_set.name, {}).items() if c.instance == int(index))
+            return Placement(scale_set.name, None, held)
+        first = scale_set.first_address or 0
+        return Placement(scale_set.name, None, (str(ipaddress.IPv4Address(first + int(index))),))
 
     def made(self) -> list[VmState]:
         """Every VM made so far (the first, explicit ones, scale-set members in use)."""

@@ -23,6 +23,7 @@ import os
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from copy import deepcopy
 from dataclasses import asdict
@@ -147,28 +148,46 @@ class World:
 
         self._commit([*(f"claims/{s.name}" for s in sets), "clock"], change)
 
-    def fleet_view(self) -> dict[str, Any]:
-        """The VMs and scale sets, with who holds each dynamic instance now (for the control plane's listing)."""
+    def fleet_view(self, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        """A page of the VMs (in a fixed order: the first, the explicit VMs, each scale set's instances by index;
+        only that page's instances are made) with their sets, addresses, fault and update domains, and the sets;
+        for a dynamic scale set, which source address holds each instance now and when it is let go."""
         fleet = self.fleet
-        vms: list[dict[str, Any]] = [{"name": self.first.name, "addresses": []}]
         if fleet is None:
-            return {"vms": vms, "scaleSets": []}
-        now = self.clock.now()
-        vms += [{"name": vm.name, "addresses": list(fleet.explicit_addresses(vm.name))} for vm in fleet.made()
-                if fleet.explicit_addresses(vm.name)]
-        sets = []
-        for scale_set in fleet.spec.scale_sets:
-            item: dict[str, Any] = {"name": scale_set.name, "capacity": scale_set.capacity}
-            if scale_set.dynamic:
-                claims = sorted(live_claims(fleet.claims(scale_set.name), scale_set, now).items(),
-                                key=lambda pair: pair[1].instance)
-                item.update({"addresses": "dynamic", "idleRelease": scale_set.idle_release, "claims": [
-                    {"address": address, "vm": scale_set.member_name(c.instance), "claimed": c.since,
-                     "lastSeen": c.seen, "releaseAt": c.release_at(scale_set)} for address, c in claims]})
-            else:
-                item["addresses"] = str(ipaddress.IPv4Address(scale_set.first_address or 0))
-            sets.append(item)
-        return {"vms": vms, "scaleSets": sets}
+            names, total = [self.first.name][offset:offset + limit], 1
+        else:
+            names, total = fleet.names(offset, limit), len(fleet)
+        vms: list[dict[str, Any]] = []
+        for name in names:
+            vm = self.vm(name)
+            place = fleet.placement(name) if fleet is not None else None
+            compute = vm.instance.get("compute", {})
+            vms.append({"name": name, "scaleSet": place.scale_set if place else None,
+                        "availabilitySet": place.availability_set if place else None,
+                        "addresses": list(place.addresses) if place else [],
+                        "faultDomain": str(compute.get("platformFaultDomain", "")),
+                        "updateDomain": str(compute.get("platformUpdateDomain", "")),
+                        "changed": vm.changed, "events": len(vm.events.current())})
+        sets: list[dict[str, Any]] = []
+        if fleet is not None:
+            now = self.clock.now()
+            for scale_set in fleet.spec.scale_sets:
+                item: dict[str, Any] = {"name": scale_set.name, "kind": "scaleSet", "size": scale_set.capacity,
+                                        "faultDomains": scale_set.fault_domains,
+                                        "updateDomains": scale_set.update_domains}
+                if scale_set.dynamic:
+                    claims = sorted(live_claims(fleet.claims(scale_set.name), scale_set, now).items(),
+                                    key=lambda pair: pair[1].instance)
+                    item.update({"addresses": "dynamic", "idleRelease": scale_set.idle_release, "claims": [
+                        {"address": address, "vm": scale_set.member_name(c.instance), "claimed": c.since,
+                         "lastSeen": c.seen, "releaseAt": c.release_at(scale_set)} for address, c in claims]})
+                else:
+                    item["addresses"] = str(ipaddress.IPv4Address(scale_set.first_address or 0))
+                sets.append(item)
+            sizes = Counter(vm.availability_set for vm in fleet.spec.vms if vm.availability_set is not None)
+            sets += [{"name": name, "kind": "availabilitySet", "size": size, "faultDomains": None,
+                      "updateDomains": None} for name, size in sizes.items()]
+        return {"total": total, "offset": offset, "vms": vms, "sets": sets}
 
     # -- finding VMs ---------------------------------------------------------------------------------------
     def vm(self, name: str | None = None) -> VmState:
