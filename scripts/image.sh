@@ -92,7 +92,7 @@ have=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])') || die 
 
 say "building wheels into build/wheels"
 rm -rf build/wheels
-"$python" -m pip wheel --quiet --disable-pip-version-check -w build/wheels '.[emulator]' >&2 \
+"$python" -m pip wheel --quiet --disable-pip-version-check -w build/wheels '.[emulator,postgres]' >&2 \
   || die "pip wheel failed"
 
 say "building $image"

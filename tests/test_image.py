@@ -124,6 +124,9 @@ def test_the_image_serves_keeps_its_state_is_healthy_and_stops_on_sigterm(image,
     uid = next(line.split()[1:] for line in status.splitlines() if line.startswith("Uid:"))
     assert uid == ["10001"] * 4
     assert podman("exec", names["first"], "id", "-un").stdout.strip() == "azimds"
+    # The PostgreSQL engine is in the image: the Kubernetes control plane runs on it.
+    engine = podman("exec", names["first"], "python", "-c", "import psycopg, psycopg_pool", check=False)
+    assert engine.returncode == 0, engine.stderr
 
     # The health check passes, and the same command fails where nothing answers.
     health = podman("healthcheck", "run", names["first"], check=False)

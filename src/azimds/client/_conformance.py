@@ -311,6 +311,8 @@ NOT_PROBED: dict[str, str] = {
         "the VM's own configuration: the instance probes' shapes show these fields when it has them",
     "Fleet: a source address no VM owns": "emulator-only: many VMs behind one address",
     "Fleet: rate limits": "emulator-only: many VMs behind one address",
+    "Fleet: a new source address with `addresses: dynamic`": "emulator-only: pods taking scale-set instances by "
+                                                             "address",
     "Fleet: approving a shared event": "emulator-only: many VMs behind one address, and approving changes the "
                                        "VM's maintenance",
     "Scheduled events approval answer": "only the approval of a current event gets it, and that changes the VM's "
