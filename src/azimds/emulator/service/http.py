@@ -69,8 +69,9 @@ class Response:
     def with_header(self, name: str, value: str) -> Response:
         """This response with one more header (a per-request id, say), its head this one's cached head plus
         that line: a cached answer stays cheap when one header changes on every request."""
-        other = Response(self.status, self.body, self.content_type, (*self.headers, (name, value)), self.close,
-                         self.drop)
+        other = Response.__new__(Response)  # no __init__: this is on the path of every token request
+        other.status, other.body, other.content_type = self.status, self.body, self.content_type
+        other.headers, other.close, other.drop = (*self.headers, (name, value)), self.close, self.drop
         other._head = self.head() + f"{name}: {value}\r\n".encode("latin-1")
         return other
 

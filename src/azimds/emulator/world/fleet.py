@@ -102,7 +102,7 @@ class Fleet:
         self._book = book
         self._lock = threading.Lock()
         self._explicit: dict[str, VmState] = {}  # source address -> explicit VM
-        self._addresses: dict[str, tuple[ScaleSet, int] | None] = {}  # source address -> member, a cache
+        self._addresses: dict[str, tuple[ScaleSet, int, str] | None] = {}  # source address -> member, a cache
         self._by_name: dict[str, VmState] = {first.name: first}  # the first, explicit VMs and pinned members
         self._live: OrderedDict[str, VmState] = OrderedDict()  # unchanged members made, oldest first
         self._explicit_specs: dict[str, ExplicitVm] = {}  # name -> its entry in the profile
@@ -138,7 +138,10 @@ class Fleet:
                 if len(self._addresses) >= _MAX_ADDRESSES:
                     self._addresses.clear()
                 self._addresses[peer] = place
-        return None if place is None else self.member(*place)
+        if place is None:
+            return None
+        state = self._live.get(place[2]) or self._by_name.get(place[2])  # made already: the common case
+        return state if state is not None else self.member(place[0], place[1])
 
     # -- dynamic scale sets ------------------------------------------------------------------------------------
     def claimed(self, peer: str, now: float) -> tuple[ScaleSet, Claim] | None:
@@ -164,7 +167,7 @@ class Fleet:
         spec = self._explicit_specs.get(name)
         return spec.addresses if spec is not None else ()
 
-    def _place(self, peer: str) -> tuple[ScaleSet, int] | None:
+    def _place(self, peer: str) -> tuple[ScaleSet, int, str] | None:
         try:
             address = int(ipaddress.ip_address(peer))
         except ValueError:
@@ -172,7 +175,7 @@ class Fleet:
         for scale_set in self.spec.scale_sets:
             index = scale_set.index_of(address)
             if index is not None:
-                return scale_set, index
+                return scale_set, index, scale_set.member_name(index)
         return None
 
     def by_name(self, name: str) -> VmState | None:

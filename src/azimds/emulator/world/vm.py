@@ -24,11 +24,12 @@ class VmState:
     """One VM of the world. ``model`` is the VM as the profile made it; ``instance``/``loadbalancer`` as now."""
 
     __slots__ = ("_approve", "_lock", "_reveal", "book_key", "cache", "events", "faults", "instance", "loadbalancer",
-                 "model", "pending", "source")
+                 "model", "name", "pending", "source")
 
     def __init__(self, model: VmModel, events: EventBook, faults: FaultSet, book_key: str,
                  approve: Callable[[VmState, list[str]], str | None], reveal: Callable[[VmState], None]):
         self.model = model
+        self.name = model.name  # its model never changes (the control plane changes ``instance``): read per request
         self.book_key = book_key  # the key of the book it sees: vm:NAME, or its scale set's or availability set's
         self._approve = approve
         self._reveal = reveal  # shows the pending tags (the world's: it validates and completes)
@@ -40,10 +41,6 @@ class VmState:
         self.faults = faults
         self.cache: dict[Any, Any] = {}
         self._lock = threading.RLock()
-
-    @property
-    def name(self) -> str:
-        return self.model.name
 
     @property
     def model_instance(self) -> dict[str, Any]:

@@ -65,7 +65,12 @@ class IdentityEndpoint(Endpoint):
         tenant = identities.tenant_id
         vm_id = str(vm.instance["compute"]["resourceId"])
 
+        key = (vm_id, chosen.object_id, resource)
+
         def answer(request: Request) -> Any:
+            made = self._answers.get(key)
+            if made is not None and not bypass and made[1] == int(self.clock()) and self.tokens.get(key) is made[0]:
+                return made[2].with_header("x-ms-request-id", _request_id())  # this second's answer, made already
             if self.issuer.ready:
                 return self.token(chosen, tenant, resource, bypass, vm_id)
             # the first token reads or makes the key
@@ -93,7 +98,7 @@ class IdentityEndpoint(Endpoint):
                 "resource": token.resource, "token_type": "Bearer",
             })
             made = self._answers[key] = (token, second, Response(200, body))
-        return made[2].with_header("x-ms-request-id", str(uuid.uuid4()))
+        return made[2].with_header("x-ms-request-id", _request_id())
 
     # -- outside /metadata: what validates the tokens --------------------------------------------------------
     def public(self, vm: VmView, path: str) -> Outcome | None:
@@ -126,6 +131,22 @@ def select(identities: Identities, selector: tuple[str, str] | None) -> Identity
         if name in ("msi_res_id", "mi_res_id") and identity.kind == "user" and identity.resource_id.lower() == value:
             return identity
     return responses.IDENTITY_NOT_FOUND
+
+
+_REQUEST_ID: list[Any] = ["", 0, 0]  # the current random head, requests left under it, the counter
+
+
+def _request_id() -> str:
+    """A version-4 GUID for ``x-ms-request-id``, as the real service sends one: a random head, renewed every
+    4,096 requests, and a counter from a random start in the last 12 digits, so that every answer has its own
+    (a correlation id, not a secret; ``str(uuid.uuid4())`` per request costs as much as the rest of the answer)."""
+    state = _REQUEST_ID
+    if state[1] == 0:
+        head = uuid.uuid4()
+        state[0], state[1], state[2] = str(head)[:24], 4096, head.int & 0xFFFFFFFFFFFF
+    state[1] -= 1
+    state[2] = (state[2] + 1) & 0xFFFFFFFFFFFF
+    return f"{state[0]}{state[2]:012x}"
 
 
 def _get_only(body: Callable[[], bytes]) -> Callable[[Request], Response]:
