@@ -97,3 +97,23 @@ def test_the_journal_is_shipped_once_per_entry_while_requests_come(stores):
     urls = [row[3] for row in store.journal(0.0, 10 * total)]
     assert urls == [f"/metadata/instance?n={n}" for n in range(total)]
     world.close()
+
+
+def test_a_shipment_carries_the_newest_entries_and_the_metrics_count_them_all(stores):
+    """Past SHIP_MOST entries between two shipments (more than 10,000 requests a second), the store keeps the
+    newest of them; the metrics still count every request."""
+    from azimds.emulator.world.world import SHIP_MOST
+
+    store = stores()
+    world = make_world(store, node="n1")
+    total = SHIP_MOST + 500
+    for n in range(total):
+        world.record(JournalEntry(float(n), "127.0.0.1", "GET", f"/metadata/instance?n={n}", 200, 0.0))
+    world.ship()
+    urls = [row[3] for row in store.journal(0.0, 10 * total)]
+    assert urls == [f"/metadata/instance?n={n}" for n in range(500, total)]
+    world.record(JournalEntry(float(total), "127.0.0.1", "GET", "/metadata/versions", 200, 0.0))
+    world.ship()
+    assert [row[3] for row in store.journal(float(total), 10)] == ["/metadata/versions"]
+    assert sum(n for (_, status), n in world.metrics().requests.items() if status == 200) == total + 1
+    world.close()

@@ -52,6 +52,10 @@ _CONTROL = "the change is invalid; nothing was changed"
 T = TypeVar("T")
 #: Seconds between two shipments of the journal to a shared store.
 SHIP_EVERY = 0.2
+#: The most journal entries one shipment carries: the newest (10,000 a second per process). Past that rate the
+#: shared journal keeps the newest of each shipment, the metrics still count every request, and encoding the
+#: rest would cost the process more than answering them (and hold the interpreter's lock for milliseconds).
+SHIP_MOST = 2_000
 #: Seconds between two attempts to reach a shared store that cannot be reached.
 RETRY_EVERY = 0.25
 
@@ -714,14 +718,14 @@ class World:
             return
         with self._ship_lock:
             entries = list(self.journal.entries)  # one copy (C-level, so no append lands halfway through it)
-            fresh = entries
+            fresh = window = entries[-SHIP_MOST:]
             last = self._shipped_last
             if last is not None:
-                for index in range(len(entries) - 1, -1, -1):
-                    if entries[index] is last:
-                        fresh = entries[index + 1:]
+                for index in range(len(window) - 1, -1, -1):
+                    if window[index] is last:
+                        fresh = window[index + 1:]
                         break
-            self.store.ship(self.node, list(fresh),
+            self.store.ship(self.node, fresh,
                             json.dumps(self.journal.metrics.to_mapping()))
             if entries:
                 self._shipped_last = entries[-1]
