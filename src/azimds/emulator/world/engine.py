@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["JOURNAL_KEEP", "RETIRED_TABLES", "Rows", "Store", "encode", "journal_batch", "pick_journal"]
@@ -61,7 +61,7 @@ class Store(ABC):
         """Block until something may have been written after ``version`` (True), or ``timeout`` passes."""
 
     @abstractmethod
-    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
+    def ship(self, node: str, entries: Sequence[tuple[Any, ...]], metrics: str | None) -> None:
         """Keep a batch of a process's journal entries (time, peer, method, url, status, latency) and its
         metrics (JSON); older entries past ``JOURNAL_KEEP`` for that process are dropped."""
 
@@ -84,7 +84,7 @@ def encode(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def journal_batch(entries: list[tuple[Any, ...]]) -> tuple[float, str]:
+def journal_batch(entries: Sequence[tuple[Any, ...]]) -> tuple[float, str]:
     """One shipment of journal entries as its row: the newest entry's time, and the entries as one JSON text
     (a row per shipment, not per request: a busy process ships thousands of entries every 0.2 s)."""
     return max(entry[0] for entry in entries), json.dumps(entries, separators=(",", ":"))

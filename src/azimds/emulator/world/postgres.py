@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -212,7 +212,7 @@ class PostgresStore(Store):
                 raise self._lost(exc) from None
             return self._notified > version
 
-    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
+    def ship(self, node: str, entries: Sequence[tuple[Any, ...]], metrics: str | None) -> None:
         if not entries and metrics is None:
             return
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class MemoryStore(Store):
         with self._written:
             return self._written.wait_for(lambda: self._version > version, timeout)
 
-    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
+    def ship(self, node: str, entries: Sequence[tuple[Any, ...]], metrics: str | None) -> None:
         return None
 
     def journal(self, since: float, limit: int) -> list[tuple[Any, ...]]:
@@ -184,7 +184,7 @@ class SqliteStore(Store):
                 return False
             time.sleep(self.POLL)
 
-    def ship(self, node: str, entries: list[tuple[Any, ...]], metrics: str | None) -> None:
+    def ship(self, node: str, entries: Sequence[tuple[Any, ...]], metrics: str | None) -> None:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
