@@ -145,7 +145,7 @@ class Fuzzer:
             target, raw, source, mutated = self.request()
             try:
                 statuses = _exchange(target, raw, source) if mutated else self.kept(target, source, raw)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # counted, and the run goes on
                 self.failures.append(f"{type(exc).__name__}: {exc}")
                 continue
             self.sent += 1
@@ -171,7 +171,10 @@ class Fuzzer:
                     raise ConnectionError("closed")
                 buffer += chunk
             head, _, rest = buffer.partition(b"\r\n\r\n")
-            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            declared = re.search(rb"Content-Length: (\d+)", head)
+            if declared is None and head[9:12] not in (b"204", b"304"):  # these never have a body, nor say so
+                raise ValueError(f"an answer without Content-Length: {head[:200]!r}")
+            length = int(declared.group(1)) if declared else 0
             while len(rest) < length:
                 chunk = sock.recv(65536)
                 if not chunk:
@@ -181,7 +184,7 @@ class Fuzzer:
             if b"Connection: close" in head:
                 raise ConnectionError("closed")
             return [int(head[9:12])]
-        except (OSError, AttributeError) as exc:
+        except (OSError, ValueError) as exc:
             sock.close()
             del self.connections[key]
             if isinstance(exc, ConnectionError) and "closed" in str(exc) and b"HTTP/1.1 " in buffer:
