@@ -37,6 +37,16 @@ class Engine:
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from _engine(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The engines several processes share (the in-memory store serves one process, whose journal stays in it)."""
+    yield from _engine(request, tmp_path)
+
+
+def _engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "memory":
         memory = MemoryStore()
         made = Engine("memory", lambda: memory)  # one process: every "other" view is the same store
@@ -231,9 +241,8 @@ def entry(when: float, n: int) -> tuple[float, str, str, str, int, float]:
     return (when, "127.0.0.1", "GET", f"/metadata/instance?n={n}", 200, 0.001)
 
 
-def test_the_journal_of_every_process_is_kept_with_bounded_retention(engine):
-    if engine.kind == "memory":
-        pytest.skip("the in-memory store serves one process, whose journal stays in it")
+def test_the_journal_of_every_process_is_kept_with_bounded_retention(shared_engine):
+    engine = shared_engine
     one, two = engine.open(), engine.open()
     one.ship("a", [entry(100.0 + i, i) for i in range(JOURNAL_KEEP - 100)], '{"requests": []}')
     two.ship("b", [entry(150.5, -1)], '{"b": 1}')
@@ -252,9 +261,8 @@ def test_the_journal_of_every_process_is_kept_with_bounded_retention(engine):
     assert two.metrics()["a"] == '{"a": 2}'
 
 
-def test_a_shipment_is_one_row_and_a_damaged_one_is_passed_over(engine):
-    if engine.kind == "memory":
-        pytest.skip("the in-memory store serves one process, whose journal stays in it")
+def test_a_shipment_is_one_row_and_a_damaged_one_is_passed_over(shared_engine):
+    engine = shared_engine
     one = engine.open()
     one.ship("a", [entry(10.0 + i, i) for i in range(500)], None)
     one.ship("a", [entry(600.0, 500)], None)
