@@ -146,7 +146,8 @@ class Fuzzer:
             try:
                 statuses = _exchange(target, raw, source) if mutated else self.kept(target, source, raw)
             except (OSError, ValueError) as exc:  # counted, and the run goes on
-                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.failures.append(f"{type(exc).__name__}: {exc} ({'mutated' if mutated else 'kept'}: "
+                                     f"{raw[:160]!r})")
                 continue
             self.sent += 1
             for status in statuses:
@@ -156,7 +157,19 @@ class Fuzzer:
 
 
     def kept(self, target: tuple[str, int], source: str | None, raw: bytes) -> list[int]:
-        """A well-formed request on a kept-alive connection (one per target and source): its status."""
+        """A well-formed request on a kept-alive connection (one per target and source): its status. A kept
+        connection the server closed meanwhile (60 s idle) and that answers nothing is retried once on a new one,
+        as HTTP clients do."""
+        reused = (target, source) in self.connections
+        try:
+            return self._kept(target, source, raw)
+        except ConnectionError as exc:
+            gone = str(exc) == "closed before any answer" or isinstance(exc, (ConnectionResetError, BrokenPipeError))
+            if not (reused and gone):
+                raise
+            return self._kept(target, source, raw)
+
+    def _kept(self, target: tuple[str, int], source: str | None, raw: bytes) -> list[int]:
         key = (target, source)
         conn = self.connections.get(key)
         if conn is None:
@@ -168,7 +181,7 @@ class Fuzzer:
             while b"\r\n\r\n" not in buffer:
                 chunk = sock.recv(65536)
                 if not chunk:
-                    raise ConnectionError("closed")
+                    raise ConnectionError("closed" if buffer else "closed before any answer")
                 buffer += chunk
             head, _, rest = buffer.partition(b"\r\n\r\n")
             declared = re.search(rb"Content-Length: (\d+)", head)
