@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import threading
@@ -469,3 +470,45 @@ def test_serve_reports_a_busy_port(shared_vm, tmp_path):
     run = subprocess.run([*AZIMDS, "serve", "--port", port, "--control-port", "0", "--state-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2 and "cannot listen on" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_out_of_file_descriptors_it_says_so_and_accepts_again_once_some_are_free(tmp_path):
+    """``serve`` limited to 64 open files meets more clients than that: it says in one line that it cannot
+    accept, keeps answering the connections it has, and accepts again once clients leave (no spinning, no
+    traceback)."""
+    import re
+    import subprocess
+
+    from tests.support import AZIMDS
+
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.skip("needs prlimit (util-linux; scripts/sysdeps.sh installs it)")
+    proc = subprocess.Popen([prlimit, "--nofile=64", *AZIMDS, "serve", "--port", "0", "--control-port", "0",
+                             "--state-dir", "", "--rate-limit", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    clients: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        url = re.fullmatch(r"azimds: serving (http://[^/]+)/metadata\n", proc.stdout.readline()).group(1)
+        first = connect(url)
+        clients = [connect(url) for _ in range(120)]  # the kernel queues them; azimds runs out of descriptors
+        line = proc.stderr.readline()
+        while "cannot accept" not in line:
+            assert line, "serve ended without saying it cannot accept"
+            line = proc.stderr.readline()
+        assert "Too many open files" in line and "trying again" in line
+        first.sendall(b"GET /metadata/versions HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n")
+        assert read_responses(first, 1)[0][0] == 200  # the connections it has are still answered
+        for client in clients[:100]:
+            client.close()
+        late = clients[-1]  # queued all along: accepted once descriptors are free again
+        late.sendall(b"GET /metadata/versions HTTP/1.1\r\nHost: x\r\nMetadata: true\r\n\r\n")
+        assert read_responses(late, 1)[0][0] == 200
+        assert proc.poll() is None
+    finally:
+        for client in clients:
+            client.close()
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err

@@ -6,9 +6,9 @@ The signed content is compact JSON, keys sorted, with exactly the fields of the 
 ``expiresOn`` as ``YYYYMMDD-HHMMSS`` (as in every real document).
 
 A document changes once a second (its ``timeStamp``): each URL's answer is made once a second and kept. Making
-one signs it with RSA (~0.5 ms), always on a thread of the loop's executor (the signing library lets other
-threads run meanwhile), so a flood of fresh nonces never holds up other requests; requests for a URL whose
-document is being signed wait for that one signature.
+one signs it with RSA (~0.5 ms), always on a signing thread, one per core (the signing library lets other threads
+run meanwhile), so a flood of fresh nonces never holds up other requests; requests for a URL whose document is
+being signed wait for that one signature.
 """
 
 from __future__ import annotations
@@ -130,5 +130,5 @@ class _Latest:
     def made(self, key: tuple[int, str], future: asyncio.Future[Response]) -> None:
         if future is self.pending:
             self.pending = self.pending_key = None
-        if not future.cancelled() and future.exception() is None and (self.key is None or key[0] >= self.key[0]):
+        if not future.cancelled() and future.exception() is None:  # out of order at worst: one more signature
             self.key, self.response = key, future.result()
