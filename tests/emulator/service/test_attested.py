@@ -310,9 +310,13 @@ def test_a_document_is_signed_once_a_second_and_fresh_nonces_do_not_hold_up_othe
             assert reply.status == 200
             latencies.append(time.perf_counter() - started)
         done.wait(30)
-    assert len(latencies) >= 3, "the flood was answered before the instance requests could run beside it"
-    assert max(latencies) < signing / 3, (f"an instance request waited {max(latencies):.3f} s beside a flood whose "
-                                          f"signatures take {signing:.3f} s")
+    # Signed on the loop, the flood would hold every instance request until it was over (one or two of them
+    # would run beside it, waiting about as long as the signatures take). The first request may meet the
+    # flood's arrival (1,000 requests parsed and handed out); the typical one does not wait at all.
+    assert len(latencies) >= 5, f"the flood was answered before instance requests could run beside it: {latencies}"
+    median = sorted(latencies)[len(latencies) // 2]
+    assert median < signing / 10, (f"instance requests beside a flood whose signatures take {signing:.3f} s waited "
+                                   f"{median:.3f} s (median of {len(latencies)})")
 
 
 @pytest.mark.parametrize("document", [
