@@ -316,6 +316,25 @@ def test_a_replaced_worker_counts_first_seconds_from_the_supervisors_start(tmp_p
         assert fleet.stop() == 0
 
 
+def test_a_dynamic_scale_sets_claims_hold_across_workers(tmp_path):
+    """Source addresses answered by different workers take different instances of a dynamic scale set (the
+    claims are one store's), keep them, and the next address finds every instance taken."""
+    profile = tmp_path / "pods.yaml"
+    profile.write_text("compute: {name: node-vm}\n"
+                       "fleet: {scaleSets: [{name: pods, capacity: '2', addresses: dynamic, idleRelease: 10m}]}\n")
+    fleet = Fleet(tmp_path / "run", "--profile", str(profile), "--rate-limit", "0")
+    try:
+        first, second = steered_to(0, 41), steered_to(1, 41)
+        third = next(a for a in addresses(1000, 41) if a not in (first, second))
+        names = {source: fetch(fleet.url, NAME, source=source).body for source in (first, second)}
+        assert sorted(names.values()) == [b"pods_0", b"pods_1"]
+        full = fetch(fleet.url, NAME, source=third)
+        assert full.status == 403 and b"every instance is claimed" in full.body
+        assert {source: fetch(fleet.url, NAME, source=source).body for source in (second, first)} == names
+    finally:
+        fleet.kill()
+
+
 def test_sigterm_stops_every_process_and_exits_0(tmp_path):
     fleet = Fleet(tmp_path, workers=3)
     assert all(alive(pid) for pid in fleet.pids.values())
