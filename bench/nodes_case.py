@@ -15,7 +15,6 @@ without them skips the case, saying so.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import signal
@@ -53,29 +52,11 @@ def control_url(harness: Any, ctx: Any, label: str) -> str:
     return found.group(1)
 
 
-class Keep:
-    """One kept-alive HTTP connection (reconnecting once if the server closed it)."""
-
-    def __init__(self, base: str) -> None:
-        host, _, port = base.removeprefix("http://").partition(":")
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=5)
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        for attempt in (1, 2):
-            try:
-                self.conn.request(method, path, body=body, headers=headers or {})
-                reply = self.conn.getresponse()
-                return reply.status, reply.read()
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-
 def propagation(harness: Any, ctx: Any, url: str) -> list[float]:
     """Delays (seconds) of CHANGES tag changes made on node A until node B's answer shows them."""
+    sys.path.insert(0, str(harness.ROOT))
+    from tests.support import Keep  # the tests' kept-alive client
+
     common = ["--state", url, "--control-token", TOKEN, "--clock", "manual"]
     procs = []
     try:

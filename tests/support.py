@@ -127,3 +127,33 @@ def wait_until(condition: Callable[[], object], *, timeout: float, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {timeout} s: {condition}")
         time.sleep(interval)
+
+
+class Keep:
+    """One kept-alive HTTP connection (from a chosen source address), opened again when it breaks."""
+
+    def __init__(self, base: str, source_address: str | None = None) -> None:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port, self.source = host, int(port), source_address
+        self.conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10,
+                                                       source_address=(self.source, 0) if self.source else None)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                reply = self.conn.getresponse()
+                return reply.status, reply.read()
+            except (OSError, http.client.HTTPException):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()

@@ -18,7 +18,7 @@ import time
 from ..azure import ENDPOINT_INTRODUCED, NO_LOADBALANCER, parse_tags
 from ..errors import ImdsError, ImdsUnavailable, NotFound, UsageError
 from ._retry import PROCESS_LIMITER, Backoff, TokenBucket
-from .transport import Endpoint, ProtocolError, Reply, quote
+from .transport import Endpoint, Reply, failure_reason, quote
 
 TYPE_CHECKING = False  # typing costs 5 ms at import; the CLI imports this module on every call
 if TYPE_CHECKING:
@@ -409,7 +409,7 @@ class Client:
             try:
                 reply = self._attempt(_target(path, version, text, params), call, method, body, timeout)
             except OSError as exc:
-                failure: ImdsError = ImdsUnavailable(f"no answer from {self.endpoint}: {_reason(exc)}")
+                failure: ImdsError = ImdsUnavailable(f"no answer from {self.endpoint}: {failure_reason(exc)}")
             else:
                 if reply.status == expect:
                     return reply
@@ -535,14 +535,6 @@ def _final(failure: ImdsError, reply: Reply | None, call: _Call) -> ImdsError:
     if call.attempts > 1 or isinstance(failure, ImdsUnavailable):
         return type(failure)(f"{failure} ({call.summary()})", status=failure.status, body=failure.body)
     return failure
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ProtocolError):
-        return str(exc)
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _retry_after(value: str | None) -> float | None:

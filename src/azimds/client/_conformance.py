@@ -46,7 +46,7 @@ from ._client import (
     FIRST_EVENTS_TIMEOUT,
     IDENTITY_API_VERSION,
 )
-from .transport import Endpoint, ProtocolError
+from .transport import Endpoint, failure_reason
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -382,7 +382,7 @@ def run_probes(endpoint: Endpoint, probes: Sequence[Probe] = PROBES, *, interval
             reply = endpoint.exchange(probe.method, probe.target, headers=dict(probe.headers), body=probe.body,
                                       timeout=min(wait, left))
         except OSError as exc:
-            return {"failure": _reason(exc)}, 0.0
+            return {"failure": failure_reason(exc)}, 0.0
         return answer_record(probe, reply.status, reply.headers, reply.body), _retry_after(reply.header("retry-after"))
 
     for index, probe in enumerate(probes):
@@ -403,14 +403,6 @@ def run_probes(endpoint: Endpoint, probes: Sequence[Probe] = PROBES, *, interval
         records.append({"id": probe.id, "topic": probe.topic, "request": probe.request(),
                         "status": answer.pop("status", None), **answer})
     return records
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ProtocolError):
-        return str(exc)
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 def _retry_after(value: str | None) -> float:

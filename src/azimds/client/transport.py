@@ -17,7 +17,7 @@ import time
 
 from ..errors import UsageError
 
-__all__ = ["MAX_BODY", "Endpoint", "ProtocolError", "Reply", "fetch", "quote", "split_url"]
+__all__ = ["MAX_BODY", "Endpoint", "ProtocolError", "Reply", "failure_reason", "fetch", "quote", "split_url"]
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
@@ -75,6 +75,15 @@ MAX_BODY = 4 * 1024 * 1024
 
 class ProtocolError(ConnectionError):
     """An answer that is not HTTP/1.x, or a connection closed before the whole answer came."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """Why an exchange failed, in a few words ("timed out", "Connection refused", the protocol's complaint)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ProtocolError):
+        return str(exc)
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 class Reply:

@@ -8,7 +8,6 @@ back) and unreachable at start (exit 2, one line). The propagation delay over 20
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import json
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import AZIMDS, azimds_process, fetch
+from tests.support import AZIMDS, Keep, azimds_process, fetch
 from tests.support_postgres import PostgresCluster, new_cluster
 
 TOKEN = "node-secret"
@@ -272,36 +271,6 @@ def test_three_nodes_share_one_world(postgres_url, fleet, tmp_path, capsys):
         print("\nthree nodes: seen on the other nodes after " +
               ", ".join(f"{what} {delay * 1000:.1f} ms" for what, delay in delays.items()) +
               f"; {sum(len(d) for d in recorder.seen.values())} documents recorded, incarnation only grew")
-
-
-class Keep:
-    """One kept-alive HTTP connection (from a chosen source address), opened again when it breaks."""
-
-    def __init__(self, base: str, source_address: str | None = None) -> None:
-        host, port = base.removeprefix("http://").rsplit(":", 1)
-        self.host, self.port, self.source = host, int(port), source_address
-        self.conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        for attempt in (1, 2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10,
-                                                       source_address=(self.source, 0) if self.source else None)
-            try:
-                self.conn.request(method, path, body=body, headers=headers or {})
-                reply = self.conn.getresponse()
-                return reply.status, reply.read()
-            except (OSError, http.client.HTTPException):
-                self.conn.close()
-                self.conn = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
 
 
 def test_propagation_delay_between_nodes(postgres_url, fleet, tmp_path, capsys):

@@ -79,7 +79,8 @@ class IdentityEndpoint(Endpoint):
         return answer
 
     def token(self, identity: Identity, tenant: str, resource: str, bypass: bool, vm_id: str) -> Response:
-        """The token answer: the cached token for (VM, identity, resource) while it has time left, else a new one."""
+        """The token answer: the cached token for (VM, identity, resource) while it has time left, else a new one;
+        made and kept for this second (``answer`` hands out the kept one until the second or the token changes)."""
         now = self.clock()
         key = (vm_id, identity.object_id, resource)
         token = self.tokens.get(key)
@@ -89,15 +90,13 @@ class IdentityEndpoint(Endpoint):
                 self._answers.clear()
             token = self.tokens[key] = self.issuer.issue(identity, tenant, resource, now, vm_id)
         second = int(now)
-        made = self._answers.get(key)
-        if made is None or made[0] is not token or made[1] != second:
-            body = render.to_json({
-                "access_token": token.access_token, "client_id": token.client_id,
-                "expires_in": str(max(0, token.expires_on - second)), "expires_on": str(token.expires_on),
-                "ext_expires_in": str(EXT_EXPIRES_IN), "not_before": str(token.not_before),
-                "resource": token.resource, "token_type": "Bearer",
-            })
-            made = self._answers[key] = (token, second, Response(200, body))
+        body = render.to_json({
+            "access_token": token.access_token, "client_id": token.client_id,
+            "expires_in": str(max(0, token.expires_on - second)), "expires_on": str(token.expires_on),
+            "ext_expires_in": str(EXT_EXPIRES_IN), "not_before": str(token.not_before),
+            "resource": token.resource, "token_type": "Bearer",
+        })
+        made = self._answers[key] = (token, second, Response(200, body))
         return made[2].with_header("x-ms-request-id", _request_id())
 
     # -- outside /metadata: what validates the tokens --------------------------------------------------------
