@@ -375,7 +375,10 @@ class World:
         if spec.resources is None:
             spec = spec.model_copy(update={"resources": [vm.name]})
         _check_text(spec.to_mapping())
-        return self._change_book(vm.book_key, lambda book: book.schedule(spec))
+        event = self._change_book(vm.book_key, lambda book: book.schedule(spec))
+        if event is None:  # scheduling always writes: only the other actions may find nothing to do
+            raise AssertionError(f"scheduling {spec.type} wrote nothing")
+        return event
 
     def event_action(self, vm: VmState, event_id: str, action: str, by: str | None = None) -> EventBook:
         """``approve`` (by a VM, or by every VM it lists), ``start``, ``complete`` or ``cancel`` an event."""
@@ -436,8 +439,9 @@ class World:
         self._change_book(key, act)
         return self._book(key)
 
-    def _change_book(self, key: str, action: Callable[[EventBook], T]) -> T:
-        """Run ``action`` on the book as the store holds it now, caught up to now; write it; then show it."""
+    def _change_book(self, key: str, action: Callable[[EventBook], T]) -> T | None:
+        """Run ``action`` on the book as the store holds it now, caught up to now; write it; then show it. Returns
+        what ``action`` returned, or None when it found nothing to write."""
         results: list[T] = []
 
         def change(current: dict[str, str]) -> Rows:
@@ -451,7 +455,7 @@ class World:
             return {f"events/{key}": book.to_json()}
 
         self._commit([f"events/{key}", "clock"], change)
-        return results[0] if results else None  # type: ignore[return-value]
+        return results[0] if results else None
 
     # -- clock and faults ----------------------------------------------------------------------------------
     def advance_clock(self, seconds: float) -> float:
