@@ -400,6 +400,98 @@ def test_a_head_is_bounded_as_its_chunks_arrive_without_a_socket():
     assert transport.written.startswith(b"HTTP/1.1 431 ")
 
 
+class CountingParser:
+    """The connection's parser, counting the chunks it is given."""
+
+    def __init__(self, parser: object) -> None:
+        self.parser = parser
+        self.fed = 0
+
+    def feed_data(self, data: bytes) -> None:
+        self.fed += 1
+        self.parser.feed_data(data)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.parser, name)
+
+
+def answers(written: bytes) -> list[bytes]:
+    """The bodies of the responses in ``written`` (each ends with its body, framed by Content-Length)."""
+    bodies = []
+    while written:
+        head, _, rest = written.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        bodies.append(rest[:length])
+        written = rest[length:]
+    return bodies
+
+
+def test_a_repeated_request_is_answered_without_parsing_it_again_and_anything_else_is_parsed():
+    """A poller's same bytes again are the same request (answered, not parsed); a chunk that differs in one byte,
+    one with a body or one with two requests is parsed every time."""
+    from azimds.emulator.service.server import Connection
+
+    seen: list[tuple[str, bytes, dict[bytes, bytes], bytes]] = []
+
+    def handler(request: Request) -> Response:
+        seen.append((request.method, request.url, dict(request.headers), request.body))
+        return Response(200, request.url + b" " + request.headers.get(b"metadata", b"-") + b" " + request.body)
+
+    conn = Connection(HttpServer(handler))
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    parser = conn.parser = CountingParser(conn.parser)  # type: ignore[assignment]
+    for _ in range(3):
+        conn.data_received(GET)
+    assert parser.fed == 1 and len(seen) == 3 and seen[0] == seen[1] == seen[2]
+    conn.data_received(GET.replace(b"Metadata: true", b"Metadata: fals"))  # as long, one word changed
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+    conn.data_received(post)
+    conn.data_received(post)
+    conn.data_received(GET + GET)
+    conn.data_received(GET + GET)
+    assert parser.fed == 6
+    conn.data_received(GET)
+    conn.data_received(GET)
+    assert parser.fed == 7
+    url = b"/metadata/instance/compute/name?api-version=2021-02-01&format=text"
+    assert answers(transport.written) == (
+        [url + b" true "] * 3 + [url + b" fals "] + [b"/p - ab"] * 2 + [url + b" true "] * 6)
+    assert [body for _, _, _, body in seen] == [b""] * 4 + [b"ab"] * 2 + [b""] * 6
+    assert not transport.closed
+
+
+def test_a_repeated_request_waits_behind_an_answer_in_the_making_and_a_closing_one_is_not_repeated():
+    from azimds.emulator.service.server import Connection
+
+    async def scenario() -> tuple[bytes, bool]:
+        release = asyncio.Event()
+
+        async def slow() -> Response:
+            await release.wait()
+            return Response(200, b"slow")
+
+        def handler(request: Request):
+            return slow() if request.url == b"/slow" else Response(200, b"fast")
+
+        conn = Connection(HttpServer(handler))
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        fast = b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n"
+        conn.data_received(fast)
+        conn.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.data_received(fast)  # the same bytes as the first: answered after the slow one
+        release.set()
+        while transport.written.count(b"HTTP/1.1") < 3:
+            await asyncio.sleep(0)
+        closing = b"GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        conn.data_received(closing)
+        return transport.written, transport.closed
+
+    written, closed = asyncio.run(scenario())
+    assert answers(written) == [b"fast", b"slow", b"fast", b"fast"] and closed
+
+
 def test_a_huge_header_on_the_control_port_is_cut_off_before_the_token_is_checked(shared_vm):
     with connect(shared_vm.control_url) as sock:
         sock.sendall(b"GET /v1/clock HTTP/1.1\r\nHost: x\r\nX-Big: ")

@@ -134,6 +134,25 @@ def test_per_vm_control_and_rate_limits():
         assert 429 in statuses and fetch(imds.url, url, source="127.1.0.8").status == 200
 
 
+def test_a_member_let_go_and_changed_is_answered_as_changed_to_the_address_that_called_before(monkeypatch):
+    """Past MAX_LIVE unchanged members the oldest is let go and made anew when next used: an address that was
+    answered as the old one is answered as the new one, with its change."""
+    from azimds.emulator.world import fleet
+
+    monkeypatch.setattr(fleet, "MAX_LIVE", 2)
+    with Emulator(fleet_profile(), rate_limit=0) as imds:
+        assert compute_of(imds, "127.1.0.4")["tags"] != "only:me"
+        for index in (5, 6, 7):  # web_4 is let go
+            compute_of(imds, f"127.1.0.{index}")
+        auth = {"Authorization": f"Bearer {imds.token}"}
+        reply = fetch(imds.control_url, "/v1/tags?vm=web_4", method="PUT", metadata=False, headers=auth,
+                      body=json.dumps({"only": "me"}).encode())
+        assert reply.json() == {"tags": "only:me"}
+        imds.control.reboot("web_4")  # a scale-set instance shows changed tags once it reboots
+        assert compute_of(imds, "127.1.0.4")["tags"] == "only:me"
+        assert compute_of(imds, "127.1.0.5")["tags"] != "only:me"
+
+
 def test_a_hundred_thousand_vms_start_at_once():
     started = time.monotonic()
     with Emulator(fleet_profile(capacity=100_000, subnet="10.0.0.0/14"), rate_limit=0) as imds:

@@ -13,7 +13,6 @@ import pytest
 
 from azimds.emulator.model.events import EventSpec
 from azimds.emulator.model.profile import from_tree
-from azimds.emulator.service.ports import JournalEntry
 from azimds.emulator.world.clock import Clock
 from azimds.emulator.world.store import SqliteStore, Store, open_store
 from azimds.emulator.world.world import World
@@ -77,7 +76,7 @@ def test_the_journal_is_shipped_once_per_entry_while_requests_come(stores):
     def serve() -> None:  # the serving thread, recording requests while others ship
         recording.set()
         for n in range(total):
-            world.record(JournalEntry(float(n), "127.0.0.1", "GET", f"/metadata/instance?n={n}", 200, 0.0))
+            world.record((float(n), "127.0.0.1", "GET", f"/metadata/instance?n={n}".encode(), 200, 0.0))
             if n % 100 == 0:
                 time.sleep(0.001)
 
@@ -108,11 +107,11 @@ def test_a_shipment_carries_the_newest_entries_and_the_metrics_count_them_all(st
     world = make_world(store, node="n1")
     total = SHIP_MOST + 500
     for n in range(total):
-        world.record(JournalEntry(float(n), "127.0.0.1", "GET", f"/metadata/instance?n={n}", 200, 0.0))
+        world.record((float(n), "127.0.0.1", "GET", f"/metadata/instance?n={n}".encode(), 200, 0.0))
     world.ship()
     urls = [row[3] for row in store.journal(0.0, 10 * total)]
     assert urls == [f"/metadata/instance?n={n}" for n in range(500, total)]
-    world.record(JournalEntry(float(total), "127.0.0.1", "GET", "/metadata/versions", 200, 0.0))
+    world.record((float(total), "127.0.0.1", "GET", b"/metadata/versions", 200, 0.0))
     world.ship()
     assert [row[3] for row in store.journal(float(total), 10)] == ["/metadata/versions"]
     assert sum(n for (_, status), n in world.metrics().requests.items() if status == 200) == total + 1

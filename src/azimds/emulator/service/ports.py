@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, Protocol
 from ..model.faults import FaultRule
 from ..model.identities import Identities
 
-__all__ = ["FaultsView", "JournalEntry", "VmView", "WorldView"]
+__all__ = ["Answered", "FaultsView", "JournalEntry", "VmView", "WorldView"]
 
 
 class JournalEntry(NamedTuple):
@@ -26,8 +26,14 @@ class JournalEntry(NamedTuple):
     latency: float  # real seconds from request to answer
 
 
+#: A request as the service reports it, as cheap to make as a tuple: JournalEntry's fields with the URL as it came
+#: (bytes). The journal makes JournalEntry values of them when they are read.
+Answered = tuple[float, str, str, bytes, int, float]
+
+
 class FaultsView(Protocol):
-    def __bool__(self) -> bool: ...
+    active: bool  # some fault is in force
+
 
     def match(self, path: str) -> FaultRule | None:
         """The first active fault that applies to a request for ``path`` (and counts it), or None."""
@@ -79,5 +85,5 @@ class WorldView(Protocol):
     def now(self) -> float:
         """The emulated time, epoch seconds."""
 
-    def record(self, entry: JournalEntry) -> None:
-        """Keep a request in the journal and the metrics."""
+    def record(self, answered: Answered) -> None:
+        """Keep a request in the journal and the metrics (called for every request: it must cost little)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -92,6 +93,12 @@ class Connection(asyncio.Protocol):
         self.in_message = False  # a request is being received
         self.message_bytes = 0  # bytes of it received so far (an upper bound: whole chunks are counted)
         self.fresh = True  # nothing received yet on this connection
+        # A client that polls sends the same bytes again and again: when a chunk held exactly one whole request
+        # with no body and kept the connection alive, the same chunk again is the same request, and is answered
+        # without parsing it again. (chunk, request, HEAD), or None. (Requests are not changed by their handlers.)
+        self.repeat: tuple[bytes, Request, bool] | None = None
+        self.completed = 0  # requests completed in the chunk being parsed
+        self.last: tuple[Request, bool] | None = None  # the last of them, if it may repeat
         self._reset()
 
     def _reset(self) -> None:
@@ -104,7 +111,8 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if isinstance(peer, tuple) else "unix"
+        # Interned: the tables keyed by it (rate limits, a fleet's VMs) then find it by identity, not by comparing.
+        self.peer = sys.intern(peer[0]) if isinstance(peer, tuple) else "unix"
         self.last_active = time.monotonic()
         if not self.server.admit(self):
             self.closing = True
@@ -122,6 +130,10 @@ class Connection(asyncio.Protocol):
         self.last_active = time.monotonic()
         if self.closing:
             return
+        repeat = self.repeat
+        if repeat is not None and data == repeat[0] and not self.in_message:
+            self._dispatch(repeat[1], True, repeat[2])
+            return
         continuing = self.in_message
         if continuing:  # a request goes on into this chunk: bound it before the parser buffers any more of it
             self.message_bytes += len(data)
@@ -133,10 +145,14 @@ class Connection(asyncio.Protocol):
             if not _has_version(data):
                 self._refuse(400, "Bad request")  # an HTTP/0.9 request line: no version, no headers
                 return
+        self.completed = 0
         try:
             self.parser.feed_data(data)
-            if self.in_message and not continuing:
-                self.message_bytes = len(data)  # a request began in this chunk and goes on past it
+            if self.in_message:
+                if not continuing:
+                    self.message_bytes = len(data)  # a request began in this chunk and goes on past it
+            elif self.completed == 1 and not continuing and self.last is not None and not self.closing:
+                self.repeat = (data, *self.last)
         except _Reject as exc:
             self._refuse(exc.status, exc.message)
         except httptools.HttpParserUpgrade:
@@ -196,9 +212,14 @@ class Connection(asyncio.Protocol):
         request = Request(method, self.url, self.headers, self.body, self.peer)
         keep_alive = self.parser.should_keep_alive()
         head = method == "HEAD"
+        self.completed += 1
+        self.last = (request, head) if keep_alive and not self.body else None
         self.in_message = False
         self._reset()
         self.request_started = 0.0
+        self._dispatch(request, keep_alive, head)
+
+    def _dispatch(self, request: Request, keep_alive: bool, head: bool) -> None:
         try:
             result = self.server.handler(request)
         except Exception:  # noqa: BLE001 - a handler bug must not take the connection's other requests down

@@ -26,10 +26,11 @@ class FaultSet:
         self.started = clock()
         self._rng = random.Random(seed).random
         self._rules: list[tuple[FaultRule, re.Pattern[str], list[int]]] = []
+        self.active = False  # some rule is in force (read on every request: an attribute, not a call)
         self.replace(rules)
 
     def __bool__(self) -> bool:
-        return bool(self._rules)
+        return self.active
 
     @property
     def rules(self) -> list[FaultRule]:
@@ -41,12 +42,15 @@ class FaultSet:
 
     def replace(self, rules: Iterable[FaultRule]) -> None:
         self._rules = [(rule, rule.regex(), [0]) for rule in rules]
+        self.active = bool(self._rules)
 
     def add(self, rule: FaultRule) -> None:
         self._rules.append((rule, rule.regex(), [0]))
+        self.active = True
 
     def clear(self) -> None:
         self._rules = []
+        self.active = False
 
     def match(self, path: str) -> FaultRule | None:
         elapsed = self._clock() - self.started

@@ -31,6 +31,7 @@ __all__ = ["MAX_LIVE", "REFRESH_SHARE", "Claim", "Fleet", "Placement", "claim", 
 
 MAX_LIVE = 20_000  # unchanged scale-set instances kept made at once
 _MAX_ADDRESSES = 4 * MAX_LIVE  # remembered source addresses (a cache: cleared when full)
+_UNSEEN: Any = object()  # an address not remembered (None is remembered: no VM has it)
 
 
 class Placement(NamedTuple):
@@ -105,6 +106,9 @@ class Fleet:
         self._addresses: dict[str, tuple[ScaleSet, int, str] | None] = {}  # source address -> member, a cache
         self._by_name: dict[str, VmState] = {first.name: first}  # the first, explicit VMs and pinned members
         self._live: OrderedDict[str, VmState] = OrderedDict()  # unchanged members made, oldest first
+        # source address -> the VM found for it: one lookup per request (the others touch three tables, and with
+        # a thousand VMs calling, each touch is a cache miss). Emptied when a VM it may hold is let go.
+        self._peers: dict[str, VmState] = {}
         self._explicit_specs: dict[str, ExplicitVm] = {}  # name -> its entry in the profile
         self.dynamic_sets = self.spec.dynamic_sets
         self._claims: dict[str, dict[str, Claim]] = {s.name: {} for s in self.dynamic_sets}  # as the store says
@@ -127,12 +131,11 @@ class Fleet:
 
     def for_peer(self, peer: str) -> VmState | None:
         """The VM the address belongs to; None when no VM owns it."""
-        found = self._explicit.get(peer)
+        found = self._explicit.get(peer) or self._peers.get(peer)
         if found is not None:
             return found
-        if peer in self._addresses:
-            place = self._addresses[peer]
-        else:
+        place = self._addresses.get(peer, _UNSEEN)
+        if place is _UNSEEN:
             place = self._place(peer)
             with self._lock:
                 if len(self._addresses) >= _MAX_ADDRESSES:
@@ -140,8 +143,12 @@ class Fleet:
                 self._addresses[peer] = place
         if place is None:
             return None
-        state = self._live.get(place[2]) or self._by_name.get(place[2])  # made already: the common case
-        return state if state is not None else self.member(place[0], place[1])
+        state = self._live.get(place[2]) or self._by_name.get(place[2]) or self.member(place[0], place[1])
+        with self._lock:
+            if len(self._peers) >= _MAX_ADDRESSES:
+                self._peers.clear()
+            self._peers[peer] = state
+        return state
 
     # -- dynamic scale sets ------------------------------------------------------------------------------------
     def claimed(self, peer: str, now: float) -> tuple[ScaleSet, Claim] | None:
@@ -262,6 +269,8 @@ class Fleet:
             del self._live[name]
             if old.changed:  # never forget a change: keep it for good
                 self._by_name[name] = old
+            else:
+                self._peers.clear()  # it may be there, and is made again (anew) when next used
 
     def scale_set(self, name: str) -> ScaleSet | None:
         return self.spec.scale_set(name)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import bisect
-from collections import deque
-from collections.abc import Callable, Iterator
+import threading
+from bisect import bisect_right
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any
 
 from ..service.metadata import endpoint_label
-from ..service.ports import JournalEntry
+from ..service.ports import Answered, JournalEntry
 
-__all__ = ["Journal", "JournalEntry", "Metrics"]
+__all__ = ["FOLD_EVERY", "Journal", "JournalEntry", "Metrics"]
+
+#: Requests recorded before they are counted in the metrics and moved into the journal, all at once. Recording
+#: is on the path of every request, so it only appends a tuple; the counting, done for many, costs less each.
+#: Every read (the journal, the metrics, a shipment) counts what was recorded first, so readers never lag.
+FOLD_EVERY = 512
+
+_URL, _STATUS, _LATENCY = itemgetter(3), itemgetter(4), itemgetter(5)
 
 
 class Metrics:
@@ -20,7 +29,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], int] = {}
-        self.latency_counts = [0] * (len(self.BUCKETS) + 1)
+        self.latency_counts = [0] * (len(self.BUCKETS) + 1)  # [i]: latency <= BUCKETS[i] and above the one before
         self.latency_sum = 0.0
 
     def to_mapping(self) -> dict[str, Any]:
@@ -38,31 +47,86 @@ class Metrics:
             self.latency_counts[index] += int(count)
         self.latency_sum += float(mapping.get("latency_sum", 0.0))
 
-    def observe(self, endpoint: str, status: int, latency: float) -> None:
-        key = (endpoint, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.latency_counts[bisect.bisect_left(self.BUCKETS, latency)] += 1
-        self.latency_sum += latency
+    def observe(self, batch: Iterable[Answered]) -> None:
+        """Count requests as the service recorded them: per (endpoint, status), and their latencies."""
+        batch = list(batch)
+        for (url, status), count in Counter(zip(map(_URL, batch), map(_STATUS, batch), strict=True)).items():
+            key = (endpoint_label(url.decode("latin-1")), status)
+            self.requests[key] = self.requests.get(key, 0) + count
+        latencies = sorted(map(_LATENCY, batch))
+        below = 0
+        for index, bound in enumerate(self.BUCKETS):
+            upto = bisect_right(latencies, bound)
+            self.latency_counts[index] += upto - below
+            below = upto
+        self.latency_counts[-1] += len(latencies) - below
+        self.latency_sum += sum(latencies)
 
 
 class Journal:
-    """The last ``size`` requests, oldest first, and the metrics of all of them."""
+    """The last ``size`` requests, oldest first, and the metrics of all of them.
+
+    ``record`` is called on the serving thread for every request; the readers (``entries``, ``metrics``,
+    ``shipment``) may be on any thread."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self.entries: deque[JournalEntry] = deque(maxlen=size)
-        self.metrics = Metrics()
+        self.size = size
+        self._fresh: deque[Answered] = deque()  # recorded, not yet counted (fewer than FOLD_EVERY but for a moment)
+        self._kept: deque[Answered] = deque(maxlen=size)
+        self._metrics = Metrics()
+        self._total = 0  # requests ever counted (the journal keeps the last ``size``)
+        self._lock = threading.Lock()
         self.log: Callable[[JournalEntry], None] | None = None  # a structured log line per request
-        self.total = 0  # entries ever recorded (the deque keeps the last ``size``)
 
-    def record(self, entry: JournalEntry) -> None:
-        self.entries.append(entry)
-        self.total += 1
-        self.metrics.observe(endpoint_label(entry.url), entry.status, entry.latency)
+    def record(self, answered: Answered) -> None:
+        fresh = self._fresh
+        fresh.append(answered)
         if self.log is not None:
-            self.log(entry)
+            self.log(_entry(answered))
+        if len(fresh) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count what was recorded and keep it in the journal (thread-safe: only a fold takes from ``_fresh``)."""
+        with self._lock:
+            self._fold()
+
+    def entries(self) -> list[JournalEntry]:
+        """The requests kept, oldest first."""
+        self.fold()
+        return [_entry(answered) for answered in list(self._kept)]
+
+    def metrics(self) -> Metrics:
+        """The counts of every request so far (the live object: read it, don't keep it)."""
+        self.fold()
+        return self._metrics
+
+    def shipment(self, after: int, most: int) -> tuple[list[tuple[Any, ...]], int]:
+        """The requests counted after the first ``after`` ever (the newest ``most`` of them), as JSON-ready tuples in
+        JournalEntry's order, and how many have been counted in all (the ``after`` of the next shipment)."""
+        with self._lock:
+            self._fold()
+            total = self._total
+            kept = list(self._kept)
+        fresh = min(total - after, len(kept), most)
+        return [tuple(_entry(answered)) for answered in kept[len(kept) - fresh:]] if fresh > 0 else [], total
+
+    def _fold(self) -> None:
+        fresh = self._fresh
+        batch = [fresh.popleft() for _ in range(len(fresh))]
+        if batch:
+            self._kept.extend(batch)
+            self._total += len(batch)
+            self._metrics.observe(batch)
 
     def __iter__(self) -> Iterator[JournalEntry]:
-        return iter(list(self.entries))
+        return iter(self.entries())
 
     def __len__(self) -> int:
-        return len(self.entries)
+        self.fold()
+        return len(self._kept)
+
+
+def _entry(answered: Answered) -> JournalEntry:
+    when, peer, method, url, status, latency = answered
+    return JournalEntry(when, peer, method, url.decode("latin-1"), status, latency)

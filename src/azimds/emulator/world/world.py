@@ -98,7 +98,7 @@ class World:
         self._shipper: threading.Thread | None = None
         self._stop = threading.Event()
         self._ship_lock = threading.Lock()
-        self._shipped_last: JournalEntry | None = None  # the newest journal entry shipped so far
+        self._shipped = 0  # journal entries shipped so far (or passed over: a shipment carries the newest)
 
     # -- what the metadata service asks (service.ports.WorldView) ------------------------------------------
     def vm_for(self, peer: str) -> VmState | None:
@@ -721,31 +721,22 @@ class World:
         if not self.store.shared:
             return
         with self._ship_lock:
-            entries = list(self.journal.entries)  # one copy (C-level, so no append lands halfway through it)
-            fresh = window = entries[-SHIP_MOST:]
-            last = self._shipped_last
-            if last is not None:
-                for index in range(len(window) - 1, -1, -1):
-                    if window[index] is last:
-                        fresh = window[index + 1:]
-                        break
-            self.store.ship(self.node, fresh,
-                            json.dumps(self.journal.metrics.to_mapping()))
-            if entries:
-                self._shipped_last = entries[-1]
+            fresh, total = self.journal.shipment(self._shipped, SHIP_MOST)
+            self.store.ship(self.node, fresh, json.dumps(self.journal.metrics().to_mapping()))
+            self._shipped = total
 
     def journal_entries(self, since: float = 0.0) -> list[JournalEntry]:
         """The requests answered from ``since`` (emulated time), oldest first: this process's, or in a shared world
         every process's (as shipped to the store, this one's first shipped now)."""
         if not self.store.shared:
-            return [entry for entry in self.journal if entry.time >= since]
+            return [entry for entry in self.journal.entries() if entry.time >= since]
         self.ship()
-        return [JournalEntry(*row) for row in self.store.journal(since, self.journal.entries.maxlen or 10_000)]
+        return [JournalEntry(*row) for row in self.store.journal(since, self.journal.size)]
 
     def metrics(self) -> Metrics:
         """The request counts: this process's, or in a shared world the sum of every process's."""
         if not self.store.shared:
-            return self.journal.metrics
+            return self.journal.metrics()
         self.ship()
         total = Metrics()
         for text in self.store.metrics().values():
