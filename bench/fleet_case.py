@@ -2,16 +2,16 @@
 
 Start-up time; resident memory at start and after TOUCHED distinct VMs have each been asked once (from their own
 source addresses, one connection each); and req/s and p99 with wrk's 1,000 connections spread over 1,000
-source addresses (so 1,000 different VMs answer) against the same load from one address to a single-VM
-emulator. wrk cannot choose source addresses, so bind_shim.c (LD_PRELOAD) binds each of its sockets to the next
-address. Targets: start <= 2 s, RSS after TOUCHED VMs <= 512 MiB, fleet/single req/s >= 0.9 and p99 <= 2x, no
-timeouts (wrk's timeout is 10 s, so a stall shows as a p99 rather than as lost requests).
+source addresses (so 1,000 different VMs answer) against the same load (the same addresses) to a single-VM
+emulator, so that only the VMs differ; the two are measured in turns. wrk cannot choose source addresses, so
+bind_shim.c (LD_PRELOAD) binds each of its sockets to the next address. Targets: start <= 2 s, RSS after
+TOUCHED VMs <= 512 MiB, fleet/single req/s >= 0.9 and p99 <= 2x, no timeouts (wrk's timeout is 10 s, so a stall
+shows as a p99 rather than as lost requests).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import socket
 import subprocess
@@ -78,49 +78,34 @@ def build_shim(workdir: Path) -> Path:
     return out
 
 
-def wrk(harness: Any, ctx: Any, url: str, seconds: int, env: dict[str, str] | None = None) -> Any:
-    command = harness.pinned(ctx.tools, harness.CLIENT_CORE, [
-        ctx.tools["wrk"], "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency",
-        "-H", "Metadata: true", url])
-    run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60,
-                         env={**os.environ, **(env or {})})
-    if run.returncode != 0:
-        raise harness.BenchError(f"wrk exited with {run.returncode}: {run.stderr}")
-    return harness.parse_wrk(run.stdout)
-
-
 def case(harness: Any, ctx: Any) -> Any:
     result = harness.CaseResult("fleet")
     shim = build_shim(ctx.workdir)
     spread = {"LD_PRELOAD": str(shim), "AZIMDS_SOURCES": str(SOURCES), "AZIMDS_SOURCE_BASE": SOURCE_BASE}
-    state = ctx.workdir / "state"
-    common = ["--state-dir", str(state), "--control-port", "0"]
+    common = ["--state-dir", str(ctx.workdir / "state"), "--control-port", "0"]
 
-    proc, base = harness.start_azimds(ctx, "azimds-single", common)
+    single_proc, single_base = harness.start_azimds(ctx, "azimds-single", common)
+    proc = None
     try:
-        wrk(harness, ctx, base + PATH, ctx.settings.warmup)
-        single = wrk(harness, ctx, base + PATH, ctx.settings.duration)
-    finally:
-        harness.stop(proc)
-    result.rows.append(harness.Row("azimds, 1 VM, 1 address", single.requests_per_sec, single.p99_ms, single.problems))
-
-    profile = ctx.workdir / "fleet.yaml"
-    profile.write_text(profile_text())
-    started = time.monotonic()
-    proc, base = harness.start_azimds(ctx, "azimds-fleet", [*common, "--profile", str(profile)])
-    try:
+        profile = ctx.workdir / "fleet.yaml"
+        profile.write_text(profile_text())
+        started = time.monotonic()
+        proc, base = harness.start_azimds(ctx, "azimds-fleet", ["--state-dir", str(ctx.workdir / "fleet-state"),
+                                                                "--control-port", "0", "--profile", str(profile)])
         start_s = time.monotonic() - started
         rss_start = rss_mib(proc.pid)
         distinct = touch(harness, base, TOUCHED)
         if distinct != TOUCHED:
             raise harness.BenchError(f"{TOUCHED:,} source addresses were answered as {distinct:,} VMs")
         rss_after = rss_mib(proc.pid)
-        wrk(harness, ctx, base + PATH, ctx.settings.warmup, spread)
-        fleet = wrk(harness, ctx, base + PATH, ctx.settings.duration, spread)
+        # Both from the same 1,000 source addresses: the single VM answers them all, the fleet as 1,000 VMs.
+        single, fleet = harness.measure_in_turns(ctx, [
+            harness.Target("azimds, 1 VM", single_base + PATH, single_proc.pid, spread),
+            harness.Target(f"azimds, {CAPACITY:,} VMs", base + PATH, proc.pid, spread)], CONNECTIONS)
     finally:
         harness.stop(proc)
-    result.rows.append(harness.Row(f"azimds, {CAPACITY:,} VMs, {SOURCES:,} addresses", fleet.requests_per_sec,
-                                   fleet.p99_ms, fleet.problems))
+        harness.stop(single_proc)
+    result.rows += [single, fleet]
     print(f"  fleet start-up {start_s:.2f} s, RSS {rss_start:.0f} MiB at start, {rss_after:.0f} MiB after serving "
           f"{TOUCHED:,} VMs ({(rss_after - rss_start) * 1024 / TOUCHED:.1f} KiB per VM)")
     result.ratios += [

@@ -94,12 +94,20 @@ def case(harness: Any, ctx: Any) -> Any:
     try:
         path = f"{harness.INSTANCE_PATH}?{harness.INSTANCE_QUERY}"
         body = harness.instance_bytes(ctx, path)
-        proc, base = harness.start_azimds(ctx, "sqlite")
-        result.rows.append(harness.measure_same_bytes(ctx, "sqlite", proc, base + path, body, signal.SIGTERM))
-        proc, base = harness.start_azimds(ctx, "postgres", [
-            "--state-dir", str(ctx.workdir / "postgres-state"), "--control-port", "0",
-            "--state", pg.create_database("bench"), "--node", "bench"])
-        result.rows.append(harness.measure_same_bytes(ctx, "postgres", proc, base + path, body, signal.SIGTERM))
+        procs = []
+        try:
+            proc, sqlite_base = harness.start_azimds(ctx, "sqlite")
+            procs.append(proc)
+            proc, postgres_base = harness.start_azimds(ctx, "postgres", [
+                "--state-dir", str(ctx.workdir / "postgres-state"), "--control-port", "0",
+                "--state", pg.create_database("bench"), "--node", "bench"])
+            procs.append(proc)
+            result.rows = harness.measure_same_bytes_in_turns(ctx, [
+                harness.Target("sqlite", sqlite_base + path, procs[0].pid),
+                harness.Target("postgres", postgres_base + path, procs[1].pid)], body)
+        finally:
+            for proc in procs:
+                harness.stop(proc, signal.SIGTERM)
         sqlite, postgres = result.rows
         if not sqlite.requests_per_sec:
             raise harness.BenchError(f"the SQLite node gave nothing to compare with: {sqlite}")

@@ -29,6 +29,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,11 @@ TOKEN_MIN_RATIO = 0.8  # a cached token request's req/s over the instance reques
 ATTESTED_MIN_RATIO = 0.6  # an attested document (fixed nonce) over the instance request, at least
 MAX_P99_RATIO = 2.00  # azimds p99 latency over nginx p99 latency, at most
 MAX_OTHER_CPU = 0.05  # share of a core other processes may use while measuring before a warning
+#: Servers compared in one case are measured in turns, this many times each, and each one's median taken: noise
+#: from outside (another guest on the host) comes and goes, and turns spread it over every server alike where
+#: one long run each would hand it to whichever ran at the time.
+ROUNDS = 3
+MIN_TURN_SECONDS = 2
 
 START_TIMEOUT = 15.0  # seconds for a server to come up
 STOP_TIMEOUT = 10.0  # seconds for a server to exit after SIGTERM/SIGQUIT, before SIGKILL
@@ -351,15 +357,17 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, logs: Callable[[], s
 # -- wrk -----------------------------------------------------------------------------------------------
 
 
-def run_wrk(ctx: Context, url: str, seconds: int, connections: int = WRK_CONNECTIONS) -> WrkResult:
-    """One wrk run on core 1 against ``url`` with ``connections`` connections, parsed. Beyond the default
-    connections, wrk's timeout is 10 s, so a connection left waiting shows in p99 rather than as an error."""
+def run_wrk(ctx: Context, url: str, seconds: int, connections: int = WRK_CONNECTIONS,
+            env: dict[str, str] | None = None) -> WrkResult:
+    """One wrk run on core 1 against ``url`` with ``connections`` connections (``env`` added to its environment),
+    parsed. Beyond the default connections, wrk's timeout is 10 s, so a connection left waiting shows in p99
+    rather than as an error."""
     timeout = ["--timeout", "10s"] if connections > WRK_CONNECTIONS else []
     command = pinned(ctx.tools, CLIENT_CORE, [
         ctx.tools["wrk"], f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", *timeout, "--latency",
         "-H", f"{METADATA_HEADER[0]}: {METADATA_HEADER[1]}", url])
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True)
+                            text=True, env={**os.environ, **env} if env else None)
     try:
         stdout, stderr = proc.communicate(timeout=seconds + WRK_SLACK)
     except subprocess.TimeoutExpired as exc:
@@ -395,15 +403,40 @@ def parse_wrk(output: str, pid: int = 0) -> WrkResult:
     )
 
 
-def measure(ctx: Context, server: str, url: str, server_pid: int, connections: int = WRK_CONNECTIONS) -> Row:
-    """Warm up, then measure; a run with errors is kept but marked invalid, one on a busy machine warned of."""
-    run_wrk(ctx, url, ctx.settings.warmup, connections)
-    before = process_cpu_seconds()
-    result = run_wrk(ctx, url, ctx.settings.duration, connections)
-    others = other_cpu_seconds(before, process_cpu_seconds(), {os.getpid(), server_pid, result.pid})
-    (ctx.outdir / f"wrk-{server}.txt").write_text(result.output)
-    return Row(server, result.requests_per_sec, result.p99_ms, result.problems,
-               interference(others, ctx.settings.duration))
+@dataclass(frozen=True)
+class Target:
+    """A server (and URL) to measure in turns with others."""
+
+    server: str  # its row's name
+    url: str
+    pid: int
+    env: dict[str, str] | None = None  # added to wrk's environment
+
+
+def measure_in_turns(ctx: Context, targets: Sequence[Target], connections: int = WRK_CONNECTIONS) -> list[Row]:
+    """Warm each target up, then measure them in turns, ROUNDS times each (the case's duration shared among the
+    turns): each row has the median req/s and the median p99 of its turns, and every problem any turn had."""
+    for target in targets:
+        run_wrk(ctx, target.url, ctx.settings.warmup, connections, target.env)
+    seconds = max(MIN_TURN_SECONDS, round(ctx.settings.duration / ROUNDS))
+    servers = {os.getpid(), *(target.pid for target in targets)}
+    turns: dict[str, list[tuple[WrkResult, list[str]]]] = {target.server: [] for target in targets}
+    for _ in range(ROUNDS):
+        for target in targets:
+            before = process_cpu_seconds()
+            result = run_wrk(ctx, target.url, seconds, connections, target.env)
+            others = other_cpu_seconds(before, process_cpu_seconds(), servers | {result.pid})
+            turns[target.server].append((result, interference(others, seconds)))
+    rows = []
+    for target in targets:
+        done = turns[target.server]
+        (ctx.outdir / f"wrk-{target.server.replace(' ', '-')}.txt").write_text(
+            "\n".join(result.output for result, _ in done))
+        rows.append(Row(target.server, statistics.median(result.requests_per_sec for result, _ in done),
+                        statistics.median(result.p99_ms for result, _ in done),
+                        list(dict.fromkeys(problem for result, _ in done for problem in result.problems)),
+                        list(dict.fromkeys(warning for _, warnings in done for warning in warnings))))
+    return rows
 
 
 # -- interference: the two cores are meant to be ours alone while measuring ------------------------------
@@ -467,26 +500,29 @@ def instance_case(ctx: Context) -> CaseResult:
     body = instance_bytes(ctx, url_path)
     print(f"  reference body: {len(body)} bytes")
 
-    proc, base = start_nginx(ctx, body)
-    result.rows.append(measure_same_bytes(ctx, "nginx", proc, base + url_path, body, signal.SIGQUIT))
-    proc, base = start_azimds(ctx, "azimds")
-    result.rows.append(measure_same_bytes(ctx, "azimds", proc, base + url_path, body, signal.SIGTERM))
+    nginx, nginx_base = start_nginx(ctx, body)
+    ours: subprocess.Popen[bytes] | None = None
+    try:
+        ours, base = start_azimds(ctx, "azimds")
+        targets = [Target("nginx", nginx_base + url_path, nginx.pid), Target("azimds", base + url_path, ours.pid)]
+        result.rows = measure_same_bytes_in_turns(ctx, targets, body)
+    finally:
+        stop(ours)
+        stop(nginx, signal.SIGQUIT)
     result.ratios = compare(result.rows, "azimds", "nginx")
     return result
 
 
-def measure_same_bytes(ctx: Context, server: str, proc: subprocess.Popen[bytes], url: str, body: bytes,
-                       stop_signal: int, connections: int = WRK_CONNECTIONS) -> Row:
-    """Check the server answers ``body`` at ``url``, measure it, then stop it (nginx: SIGQUIT, graceful)."""
-    try:
-        status, served = fetch(url)
+def measure_same_bytes_in_turns(ctx: Context, targets: Sequence[Target], body: bytes,
+                                connections: int = WRK_CONNECTIONS) -> list[Row]:
+    """Check every target answers ``body``, then measure them in turns."""
+    for target in targets:
+        status, served = fetch(target.url)
         if status != 200 or served != body:
-            raise BenchError(f"{server} answered {status} with {len(served)} bytes, not 200 with the same "
+            raise BenchError(f"{target.server} answered {status} with {len(served)} bytes, not 200 with the same "
                              f"{len(body)} bytes")
-        print(f"  {server:7} {url} (pid {proc.pid})")
-        return measure(ctx, server, url, proc.pid, connections)
-    finally:
-        stop(proc, stop_signal)
+        print(f"  {target.server:7} {target.url} (pid {target.pid})")
+    return measure_in_turns(ctx, targets, connections)
 
 
 def many_connections_case(ctx: Context) -> CaseResult:
@@ -496,13 +532,19 @@ def many_connections_case(ctx: Context) -> CaseResult:
     result = CaseResult("c1000")
     url_path = f"{INSTANCE_PATH}?{INSTANCE_QUERY}"
     body = instance_bytes(ctx, url_path)
-    proc, base = start_nginx(ctx, body)
-    result.rows.append(measure_same_bytes(ctx, "nginx", proc, base + url_path, body, signal.SIGQUIT,
-                                          MANY_CONNECTIONS))
-    for loop in ("uvloop", "asyncio"):
-        proc, base = start_azimds(ctx, f"azimds-{loop}", ["--loop", loop])
-        result.rows.append(measure_same_bytes(ctx, f"azimds-{loop}", proc, base + url_path, body, signal.SIGTERM,
-                                              MANY_CONNECTIONS))
+    nginx, nginx_base = start_nginx(ctx, body)
+    ours: list[subprocess.Popen[bytes]] = []
+    try:
+        targets = [Target("nginx", nginx_base + url_path, nginx.pid)]
+        for loop in ("uvloop", "asyncio"):
+            proc, base = start_azimds(ctx, f"azimds-{loop}", ["--loop", loop])
+            ours.append(proc)
+            targets.append(Target(f"azimds-{loop}", base + url_path, proc.pid))
+        result.rows = measure_same_bytes_in_turns(ctx, targets, body, MANY_CONNECTIONS)
+    finally:
+        for proc in ours:
+            stop(proc)
+        stop(nginx, signal.SIGQUIT)
     by_name = {row.server: row for row in result.rows}
     nginx, uv, plain = by_name["nginx"], by_name["azimds-uvloop"], by_name["azimds-asyncio"]
     if not (nginx.requests_per_sec and nginx.p99_ms and uv.requests_per_sec and uv.p99_ms):
@@ -571,8 +613,7 @@ def identity_attested_case(ctx: Context) -> CaseResult:
             raise BenchError("azimds issued a new token for the second request: the token cache is not in use, "
                              "so 'token' would not measure a cached token")
         check_json(urls["attested"], "signature")
-        for name, url in urls.items():
-            result.rows.append(measure(ctx, name, url, proc.pid))
+        result.rows += measure_in_turns(ctx, [Target(name, url, proc.pid) for name, url in urls.items()])
         alone, flood, beside = fresh_nonces(ctx, base)
         result.rows += [alone, flood, beside]
     finally:
