@@ -108,9 +108,7 @@ class MetadataService:
                 return self._faulty(request, vm, fault, started)
         result = self._answer(request, vm)
         if result.__class__ is Response:  # the common case; cheaper than isinstance on the hot path
-            world = self.world  # as _record does, written out: this is the path of nearly every request
-            world.record((world.now(), request.peer, request.method, request.url, result.status,
-                          time.perf_counter() - started))
+            self._record(request, result.status, started)
             return result
         return self._journaled(request, result, started)  # type: ignore[arg-type]
 
