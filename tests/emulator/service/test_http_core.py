@@ -461,6 +461,29 @@ def test_a_repeated_request_is_answered_without_parsing_it_again_and_anything_el
     assert not transport.closed
 
 
+def test_an_answer_given_again_carries_the_date_of_the_moment_and_its_own_server_line():
+    """A response's bytes are joined once a second, not once per request: a new Date makes new bytes, and a
+    response two servers answer with carries each one's Server line."""
+    from azimds.emulator.service.server import Connection
+
+    shared = Response(200, b"same")
+    servers = [HttpServer(lambda r: shared, server_header=name) for name in ("one", "two")]
+    transports = []
+    for server in servers:
+        conn = Connection(server)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        transports.append(transport)
+        conn.data_received(GET)
+        server.clock.date = b"Date: Thu, 01 Jan 2099 00:00:00 GMT\r\n"
+        conn.data_received(GET)
+    for transport, name in zip(transports, ("one", "two"), strict=True):
+        first, second = transport.written.split(b"HTTP/1.1 ")[1:]
+        assert b"Date: Thu, 01 Jan 2099" not in first and b"Date: Thu, 01 Jan 2099 00:00:00 GMT\r\n" in second
+        assert f"Server: {name}\r\n".encode() in first and f"Server: {name}\r\n".encode() in second
+        assert answers(transport.written) == [b"same", b"same"]
+
+
 def test_a_repeated_request_waits_behind_an_answer_in_the_making_and_a_closing_one_is_not_repeated():
     from azimds.emulator.service.server import Connection
 

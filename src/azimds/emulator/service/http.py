@@ -43,7 +43,7 @@ class Response:
     writing anything (a fault). Instances are immutable by convention so endpoints may cache them.
     """
 
-    __slots__ = ("_head", "body", "close", "content_type", "drop", "headers", "status")
+    __slots__ = ("_head", "_wire", "body", "close", "content_type", "drop", "headers", "status")
 
     def __init__(self, status: int, body: bytes = b"", content_type: str = JSON,
                  headers: tuple[tuple[str, str], ...] = (), close: bool = False, drop: bool = False):
@@ -54,6 +54,7 @@ class Response:
         self.close = close
         self.drop = drop
         self._head: bytes | None = None
+        self._wire: tuple[bytes, bytes, bytes] | None = None
 
     def head(self) -> bytes:
         """Status line and the headers that never change for this response (all but Date), cached."""
@@ -66,6 +67,14 @@ class Response:
             head = self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         return head
 
+    def wire(self, date: bytes, server: bytes) -> bytes:
+        """The whole response on a kept-alive connection, with ``date`` and ``server`` (header lines) after its
+        head, kept until the date changes (once a second): an answer given again and again is joined once."""
+        wire = self._wire
+        if wire is None or wire[0] is not date or wire[1] is not server:
+            wire = self._wire = (date, server, b"".join((self.head(), date, server, b"\r\n", self.body)))
+        return wire[2]
+
     def with_header(self, name: str, value: str) -> Response:
         """This response with one more header (a per-request id, say), its head this one's cached head plus
         that line: a cached answer stays cheap when one header changes on every request."""
@@ -73,6 +82,7 @@ class Response:
         other.status, other.body, other.content_type = self.status, self.body, self.content_type
         other.headers, other.close, other.drop = (*self.headers, (name, value)), self.close, self.drop
         other._head = self.head() + f"{name}: {value}\r\n".encode("latin-1")
+        other._wire = None
         return other
 
     def __repr__(self) -> str:
