@@ -12,7 +12,7 @@ import time
 import pytest
 
 from azimds.emulator.service.http import Request, Response
-from azimds.emulator.service.server import HttpServer, Limits
+from azimds.emulator.service.server import REPEAT_MOST, HttpServer, Limits
 from tests.support import fetch
 
 GET = (b"GET /metadata/instance/compute/name?api-version=2021-02-01&format=text HTTP/1.1\r\nHost: x\r\n"
@@ -454,10 +454,14 @@ def test_a_repeated_request_is_answered_without_parsing_it_again_and_anything_el
     conn.data_received(GET)
     conn.data_received(GET)
     assert parser.fed == 7
+    big = GET.replace(b"Host: x", b"Host: x\r\nX-Pad: " + b"p" * REPEAT_MOST)  # too big to keep
+    conn.data_received(big)
+    conn.data_received(big)
+    assert parser.fed == 9
     url = b"/metadata/instance/compute/name?api-version=2021-02-01&format=text"
     assert answers(transport.written) == (
-        [url + b" true "] * 3 + [url + b" fals "] + [b"/p - ab"] * 2 + [url + b" true "] * 6)
-    assert [body for _, _, _, body in seen] == [b""] * 4 + [b"ab"] * 2 + [b""] * 6
+        [url + b" true "] * 3 + [url + b" fals "] + [b"/p - ab"] * 2 + [url + b" true "] * 8)
+    assert [body for _, _, _, body in seen] == [b""] * 4 + [b"ab"] * 2 + [b""] * 8
     assert not transport.closed
 
 

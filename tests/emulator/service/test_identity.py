@@ -64,6 +64,33 @@ def validate(imds: Emulator, access_token: str, audience: str = RESOURCE) -> dic
 
 # -- the 200 --------------------------------------------------------------------------------------------------
 
+def test_every_token_answer_has_its_own_request_id_a_version_4_guid(mi):
+    """Over 4,096 answers in a row (where the ids' random head is renewed), on one kept-alive connection."""
+    import socket
+    import uuid
+
+    host, port = mi.url.removeprefix("http://").rsplit(":", 1)
+    request = (f"GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource={RESOURCE} HTTP/1.1\r\n"
+               "Host: x\r\nMetadata: true\r\n\r\n").encode()
+    seen: list[str] = []
+    buffer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        while len(seen) < 4200:
+            sock.sendall(request * 100)
+            while buffer.count(b"\r\n\r\n") < 100:
+                buffer += sock.recv(1 << 20)
+            while b"\r\n\r\n" in buffer:
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                fields = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+                length = int(fields["Content-Length"])
+                while len(rest) < length:
+                    rest += sock.recv(1 << 20)
+                seen.append(fields["x-ms-request-id"])
+                buffer = rest[length:]
+    assert len(set(seen)) == len(seen) >= 4200
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in seen)
+
+
 def test_token_answer_has_the_real_shape(mi):
     reply = token(mi, "&bypass_cache=true")
     assert reply.status == 200 and reply.headers["content-type"] == "application/json; charset=utf-8"

@@ -34,7 +34,6 @@ Answered = tuple[float, str, str, bytes, int, float]
 class FaultsView(Protocol):
     active: bool  # some fault is in force
 
-
     def match(self, path: str) -> FaultRule | None:
         """The first active fault that applies to a request for ``path`` (and counts it), or None."""
 

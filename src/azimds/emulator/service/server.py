@@ -30,6 +30,9 @@ BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; bursts of new connec
 ACCEPT_BATCH = BACKLOG
 ACCEPT_RETRY = 1.0  # seconds before accepting again when out of file descriptors (or another accept error)
 NOTICE_EVERY = 10.0  # seconds between two notices of the same kind
+#: The largest chunk a connection keeps to answer again without parsing (a poller's request is a few hundred
+#: bytes): ten thousand idle connections then hold at most a few kilobytes each.
+REPEAT_MOST = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,8 @@ class Connection(asyncio.Protocol):
             if self.in_message:
                 if not continuing:
                     self.message_bytes = len(data)  # a request began in this chunk and goes on past it
-            elif self.completed == 1 and not continuing and self.last is not None and not self.closing:
+            elif (self.completed == 1 and not continuing and self.last is not None and not self.closing
+                  and len(data) <= REPEAT_MOST):
                 self.repeat = (data, *self.last)
         except _Reject as exc:
             self._refuse(exc.status, exc.message)

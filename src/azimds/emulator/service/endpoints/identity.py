@@ -69,7 +69,7 @@ class IdentityEndpoint(Endpoint):
 
         def answer(request: Request) -> Any:
             made = self._answers.get(key)
-            if made is not None and not bypass and made[1] == int(self.clock()) and self.tokens.get(key) is made[0]:
+            if made is not None and not bypass and made[1] == int(self.clock()):  # kept with its token: one key
                 return made[2].with_header("x-ms-request-id", _request_id())  # this second's answer, made already
             if self.issuer.ready:
                 return self.token(chosen, tenant, resource, bypass, vm_id)
@@ -132,20 +132,20 @@ def select(identities: Identities, selector: tuple[str, str] | None) -> Identity
     return responses.IDENTITY_NOT_FOUND
 
 
-_REQUEST_ID: list[Any] = ["", 0, 0]  # the current random head, requests left under it, the counter
+_ID_TAILS = tuple(f"{n:03x}" for n in range(4096))  # the last three hex digits of 4,096 request ids in a row
+_ID_HEAD = [""]  # the current random head (33 characters)
+_ID_NEXT = [len(_ID_TAILS)]  # the index of the next tail
 
 
 def _request_id() -> str:
-    """A version-4 GUID for ``x-ms-request-id``, as the real service sends one: a random head, renewed every
-    4,096 requests, and a counter from a random start in the last 12 digits, so that every answer has its own
+    """A version-4 GUID for ``x-ms-request-id``, as the real service sends one: a random head of 33 characters
+    (a fresh GUID's), renewed every 4,096 requests, and the next of 4,096 tails, so that every answer has its own
     (a correlation id, not a secret; ``str(uuid.uuid4())`` per request costs as much as the rest of the answer)."""
-    state = _REQUEST_ID
-    if state[1] == 0:
-        head = uuid.uuid4()
-        state[0], state[1], state[2] = str(head)[:24], 4096, head.int & 0xFFFFFFFFFFFF
-    state[1] -= 1
-    state[2] = (state[2] + 1) & 0xFFFFFFFFFFFF
-    return f"{state[0]}{state[2]:012x}"
+    index = _ID_NEXT[0]
+    if index == len(_ID_TAILS):
+        _ID_HEAD[0], index = str(uuid.uuid4())[:33], 0
+    _ID_NEXT[0] = index + 1
+    return _ID_HEAD[0] + _ID_TAILS[index]
 
 
 def _get_only(body: Callable[[], bytes]) -> Callable[[Request], Response]:
