@@ -1,0 +1,91 @@
+"""A connection that asks the same again (every poller does) is not parsed again, and still sees every change at
+once: the VM's documents, faults, rate limits, a new profile, a fleet's member made anew. Each test asks on one
+kept-alive connection, as pollers do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from azimds import Emulator
+from azimds.emulator.service.http import Request
+from tests.support import Keep, fetch
+
+NAME = "/metadata/instance/compute/name?api-version=2021-02-01&format=text"
+TAGS = "/metadata/instance/compute/tags?api-version=2021-02-01&format=text"
+
+
+def test_the_same_ask_again_on_a_connection_is_not_parsed_again(monkeypatch):
+    """The HTTP core hands the service the request it parsed the first time."""
+    seen: list[object] = []
+    original = Request.__init__
+
+    def spy(self: Request, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        seen.append(self)
+
+    monkeypatch.setattr(Request, "__init__", spy)
+    with Emulator({"compute": {"name": "vm-a"}}) as imds:
+        keep = Keep(imds.url)
+        answers = [keep.request("GET", NAME, headers={"Metadata": "true"}) for _ in range(5)]
+        keep.close()
+    assert answers == [(200, b"vm-a")] * 5
+    assert len(seen) == 1  # parsed once, answered five times
+
+
+def test_changes_faults_and_a_reset_show_at_once_on_a_kept_connection():
+    with Emulator({"compute": {"name": "vm-a", "tags": "a:1"}}) as imds:
+        keep = Keep(imds.url)
+        ask = lambda: keep.request("GET", TAGS, headers={"Metadata": "true"})  # noqa: E731
+        assert ask() == (200, b"a:1")
+        imds.control.set_tags({"a": "2"})
+        assert ask() == (200, b"a:2")
+        imds.control.add_fault("/metadata/instance/*=status:503,first:1")
+        assert ask()[0] == 503
+        assert ask() == (200, b"a:2")
+        imds.control.reset()
+        assert ask() == (200, b"a:1")
+        keep.close()
+
+
+def test_the_rate_limit_counts_every_request_on_a_kept_connection():
+    with Emulator({"compute": {"name": "vm-a"}}, rate_limit=5) as imds:
+        keep = Keep(imds.url)
+        statuses = [keep.request("GET", NAME, headers={"Metadata": "true"})[0] for _ in range(30)]
+        keep.close()
+    assert statuses[:5] == [200] * 5 and 429 in statuses  # a burst of five, then five a second
+
+
+def test_a_new_profile_is_seen_on_a_kept_connection(tmp_path: Path):
+    profile = tmp_path / "vm.yaml"
+    profile.write_text("compute: {name: before}\n")
+    with Emulator(profile) as imds:
+        keep = Keep(imds.url)
+        assert keep.request("GET", NAME, headers={"Metadata": "true"}) == (200, b"before")
+        profile.write_text("compute: {name: after}\n")
+        reply = fetch(imds.control_url, "/v1/reload", method="POST", metadata=False,
+                      headers={"Authorization": f"Bearer {imds.token}"})
+        assert reply.status == 200
+        assert keep.request("GET", NAME, headers={"Metadata": "true"}) == (200, b"after")
+        keep.close()
+
+
+def test_a_fleet_member_let_go_and_changed_is_seen_on_the_connection_that_kept_asking(monkeypatch):
+    from azimds.emulator.world import fleet
+
+    monkeypatch.setattr(fleet, "MAX_LIVE", 2)
+    tree = {"compute": {"name": "jump-1"},
+            "fleet": {"scaleSets": [{"name": "web", "capacity": 10, "addresses": "127.1.0.0",
+                                     "subnet": "10.1.0.0/24"}]}}
+    with Emulator(tree) as imds:
+        keep = Keep(imds.url, source_address="127.1.0.4")
+        assert keep.request("GET", TAGS, headers={"Metadata": "true"}) == (200, b"")
+        for index in (5, 6, 7):  # web_4 is let go
+            fetch(imds.url, TAGS, source=f"127.1.0.{index}")
+        auth = {"Authorization": f"Bearer {imds.token}"}
+        reply = fetch(imds.control_url, "/v1/tags?vm=web_4", method="PUT", metadata=False, headers=auth,
+                      body=json.dumps({"only": "me"}).encode())
+        assert reply.json() == {"tags": "only:me"}
+        imds.control.reboot("web_4")  # a scale-set instance shows changed tags once it reboots
+        assert keep.request("GET", TAGS, headers={"Metadata": "true"}) == (200, b"only:me")
+        keep.close()
