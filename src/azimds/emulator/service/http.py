@@ -67,9 +67,13 @@ class Response:
             head = self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
         return head
 
-    def wire(self, date: bytes, server: bytes) -> bytes:
-        """The whole response on a kept-alive connection, with ``date`` and ``server`` (header lines) after its
-        head, kept until the date changes (once a second): an answer given again and again is joined once."""
+    def wire(self, date: bytes, server: bytes, close: bool = False, head: bool = False) -> bytes:
+        """The whole response as sent, with ``date`` and ``server`` (header lines) after its head; ``close`` says
+        so in a Connection header, ``head`` leaves the body out (a HEAD request). On a kept-alive connection it is
+        kept until the date changes (once a second): an answer given again and again is joined once."""
+        if close or head:
+            return b"".join((self.head(), date, server, b"Connection: close\r\n\r\n" if close else b"\r\n",
+                             b"" if head else self.body))
         wire = self._wire
         if wire is None or wire[0] is not date or wire[1] is not server:
             wire = self._wire = (date, server, b"".join((self.head(), date, server, b"\r\n", self.body)))

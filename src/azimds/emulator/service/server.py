@@ -245,12 +245,7 @@ class Connection(asyncio.Protocol):
             transport.abort()
             return
         close = last or response.close
-        if close or head:
-            transport.write(b"".join((response.head(), self.server.clock.date, self.server.server_line,
-                                      b"Connection: close\r\n\r\n" if close else b"\r\n",
-                                      b"" if head else response.body)))
-        else:
-            transport.write(response.wire(self.server.clock.date, self.server.server_line))
+        transport.write(response.wire(self.server.clock.date, self.server.server_line, close, head))
         if close:
             self.closing = True
             transport.close()

@@ -189,11 +189,16 @@ class Fleet:
         found = self._by_name.get(name) or self._live.get(name)
         if found is not None:
             return found
+        named = self._instance(name)
+        return self.member(*named) if named is not None else None
+
+    def _instance(self, name: str) -> tuple[ScaleSet, int] | None:
+        """The scale set and index a name like ``web_12`` means (None: no instance of the fleet's is so named)."""
         set_name, _, index = name.rpartition("_")
         scale_set = self.spec.scale_set(set_name)
-        if scale_set is not None and index.isdigit() and str(int(index)) == index and int(index) < scale_set.capacity:
-            return self.member(scale_set, int(index))
-        return None
+        if scale_set is None or not index.isdigit() or str(int(index)) != index or int(index) >= scale_set.capacity:
+            return None
+        return scale_set, int(index)
 
     def names(self, offset: int = 0, limit: int | None = None) -> list[str]:
         """VMs' names in a fixed order (the first, the explicit VMs, each scale set's instances by index), from
@@ -216,15 +221,15 @@ class Fleet:
         explicit = self._explicit_specs.get(name)
         if explicit is not None:
             return Placement(None, explicit.availability_set, explicit.addresses)
-        set_name, _, index = name.rpartition("_")
-        scale_set = self.spec.scale_set(set_name)
-        if scale_set is None or not index.isdigit() or str(int(index)) != index or int(index) >= scale_set.capacity:
+        named = self._instance(name)
+        if named is None:
             return None
+        scale_set, index = named
         if scale_set.dynamic:  # the address that holds it now, if any
-            held = tuple(a for a, c in self._claims.get(scale_set.name, {}).items() if c.instance == int(index))
+            held = tuple(a for a, c in self._claims.get(scale_set.name, {}).items() if c.instance == index)
             return Placement(scale_set.name, None, held)
         first = scale_set.first_address or 0
-        return Placement(scale_set.name, None, (str(ipaddress.IPv4Address(first + int(index))),))
+        return Placement(scale_set.name, None, (str(ipaddress.IPv4Address(first + index)),))
 
     def made(self) -> list[VmState]:
         """Every VM made so far (the first, explicit ones, scale-set members in use)."""
@@ -251,11 +256,10 @@ class Fleet:
         explicit = self._explicit_specs.get(name)
         if explicit is not None:
             return validate_tree(explicit_tree(self.spec, self.profile.tree, explicit), self.profile.source)
-        set_name, _, index = name.rpartition("_")
-        scale_set = self.spec.scale_set(set_name)
-        if scale_set is None or not index.isdigit() or int(index) >= scale_set.capacity:
+        named = self._instance(name)
+        if named is None:
             return None
-        return member_tree(self.spec, self.profile.tree, self.first.model.instance["compute"], scale_set, int(index))
+        return member_tree(self.spec, self.profile.tree, self.first.model.instance["compute"], *named)
 
     def pin(self, state: VmState) -> None:
         """Keep a member made for good (the control plane changed it)."""
