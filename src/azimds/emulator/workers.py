@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AzimdsError, ListenError
-from .app import App, new_event_loop
+from .app import App, new_event_loop, settling
 from .config import Config
 from .control.static import link as dashboard_link
 from .model.profile import Profile
@@ -473,7 +473,8 @@ async def _work(app: App, link: socket.socket) -> int:
     loop.add_reader(link.fileno(), gone)
     try:
         link.send(_READY)
-        await stop.wait()
+        async with settling(app.world):
+            await stop.wait()
     finally:
         await app.close()
     return 0

@@ -400,6 +400,32 @@ def test_a_head_is_bounded_as_its_chunks_arrive_without_a_socket():
     assert transport.written.startswith(b"HTTP/1.1 431 ")
 
 
+def test_a_closed_connection_is_freed_at_once_not_left_to_the_collector():
+    """A connection is a cycle with its parser (each holds the other) until it is closed: a fleet's clients would
+    otherwise leave thousands of them to the full collections, which scan every VM made."""
+    import gc
+    import weakref
+
+    from azimds.emulator.service.server import Connection
+
+    server = HttpServer(lambda r: Response(200, b"ok"))
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        conn = Connection(server)
+        transport = FakeTransport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answers(transport.written) == [b"ok"]
+        conn.connection_lost(None)
+        gone = weakref.ref(conn)
+        del conn
+        assert gone() is None, "a closed connection is only freed by the collector"
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class CountingParser:
     """The connection's parser, counting the chunks it is given."""
 

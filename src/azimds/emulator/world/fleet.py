@@ -109,6 +109,7 @@ class Fleet:
         # source address -> the VM found for it: one lookup per request (the others touch three tables, and with
         # a thousand VMs calling, each touch is a cache miss). Emptied when a VM it may hold is let go.
         self._peers: dict[str, VmState] = {}
+        self.members_made = 0  # scale-set instances made so far (made again after being let go included)
         self._explicit_specs: dict[str, ExplicitVm] = {}  # name -> its entry in the profile
         self.dynamic_sets = self.spec.dynamic_sets
         self._claims: dict[str, dict[str, Claim]] = {s.name: {} for s in self.dynamic_sets}  # as the store says
@@ -248,6 +249,7 @@ class Fleet:
                 model = vm_model(tree, self.profile.identity_section, self.profile.source)
                 state = self._make(model, self._book(f"vmss:{scale_set.name}"))
                 self._live[name] = state
+                self.members_made += 1
                 self._evict()
         return state
 
