@@ -258,6 +258,45 @@ def test_a_state_of_another_profile_is_set_aside_not_deleted(servers, tmp_path):
     assert (aside / "state.sqlite").exists() and (state / "pki" / "root.key").exists()
 
 
+def first_layout(state: Path, rows: dict[str, str]) -> None:
+    """A state directory as the first azimds that kept its world left it: one table of rows, no versions."""
+    state.mkdir()
+    db = sqlite3.connect(state / "state.sqlite")
+    with db:
+        db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.executemany("INSERT INTO state (key, value) VALUES (?, ?)", rows.items())
+    db.close()
+
+
+def test_a_state_the_first_azimds_kept_is_brought_forward_and_kept(servers, tmp_path):
+    from azimds.emulator.app import load_profile
+    from azimds.emulator.world.world import fingerprint
+
+    state = tmp_path / "state"
+    clock = {"mode": "manual", "speed": 0.0, "anchor": 1_900_000_000.0, "real_anchor": 0.0}
+    first_layout(state, {"profile": fingerprint(load_profile(None)), "clock": json.dumps(clock)})
+    server = servers(state)
+    assert server.ok("GET", "/v1/clock")["now"] == 1_900_000_000.0  # type: ignore[index]
+    server.ok("POST", "/v1/clock", {"advance": 5})
+    server.stop()
+    assert not list(state.glob("aside-*"))
+    server = servers(state)
+    assert server.ok("GET", "/v1/clock")["now"] == 1_900_000_005.0  # type: ignore[index]
+
+
+def test_a_state_the_first_azimds_kept_for_another_profile_is_set_aside_with_its_rows(servers, tmp_path):
+    state = tmp_path / "state"
+    rows = {"profile": "0" * 64, "clock": json.dumps({"mode": "real", "speed": 1.0, "anchor": 1.8e9,
+                                                      "real_anchor": 1.8e9})}
+    first_layout(state, rows)
+    server = servers(state)
+    assert fetch(server.url, TAGS).status == 200
+    [aside] = state.glob("aside-*")
+    db = sqlite3.connect(f"file:{aside / 'state.sqlite'}?mode=ro", uri=True)
+    assert dict(db.execute("SELECT key, value FROM state")) == rows
+    db.close()
+
+
 # -- 4. values that would break the service for good ----------------------------------------------------------
 
 def test_values_the_answers_cannot_hold_are_refused(servers, tmp_path):

@@ -324,6 +324,40 @@ def test_an_older_azimds_s_journal_table_is_dropped_and_other_tables_left(tmp_pa
         assert conn.execute("SELECT x FROM journal").fetchall() == [("theirs",)]
 
 
+def test_the_first_layout_is_brought_forward_in_the_order_it_was_written_and_a_mixed_one_refused(tmp_path):
+    """The first azimds that kept its world wrote rows without versions: opened, they are numbered as written
+    (so every process applies them in that order) and writes go on past them. Beside tables of today's, the
+    same table is no layout azimds ever wrote: refused, and left as it was."""
+    import sqlite3
+
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.executemany("INSERT INTO state VALUES (?, ?)", [("profile", "p"), ("clock", "c"), ("faults", "[]")])
+    db.close()
+    store = SqliteStore(path)
+    try:
+        assert store.load() == (3, {"profile": "p", "clock": "c", "faults": "[]"})
+        assert [(key, version) for key, _, version in store.changes(0)[1]] == [("profile", 1), ("clock", 2),
+                                                                               ("faults", 3)]
+        store.update(["clock"], lambda current: {"clock": "d"})
+        assert store.load() == (4, {"profile": "p", "clock": "d", "faults": "[]"})
+    finally:
+        store.close()
+
+    mixed = tmp_path / "mixed.sqlite"
+    db = sqlite3.connect(mixed)
+    with db:
+        db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("CREATE TABLE metrics (node TEXT PRIMARY KEY, value TEXT)")
+    db.close()
+    before = mixed.read_bytes()
+    with pytest.raises(StateError, match="state table has other columns"):
+        SqliteStore(mixed)
+    assert mixed.read_bytes() == before
+
+
 # -- the PostgreSQL engine's own -----------------------------------------------------------------------------------
 
 def test_a_password_is_never_shown(postgres_cluster):

@@ -27,6 +27,9 @@ TABLES = {"state": [("key", "TEXT"), ("value", "TEXT"), ("version", "INTEGER")],
 #: the store several microseconds per request answered (now a row per shipment: ``journal_batches``).
 RETIRED_TABLES = {"journal": [("node", "TEXT"), ("seq", "INTEGER"), ("time", "REAL"), ("peer", "TEXT"),
                               ("method", "TEXT"), ("url", "TEXT"), ("status", "INTEGER"), ("latency", "REAL")]}
+#: The state table of the first azimds that kept its world (a SQLite file alone): the same rows, without versions.
+#: Such a file is brought forward when opened: its rows are numbered in the order they were written.
+UNVERSIONED_STATE = [("key", "TEXT"), ("value", "TEXT")]
 
 
 class Store(ABC):

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EngineUnavailable, StateError
-from .engine import JOURNAL_KEEP, RETIRED_TABLES, TABLES, Rows, Store, encode, journal_batch, pick_journal
+from .engine import (
+    JOURNAL_KEEP,
+    RETIRED_TABLES,
+    TABLES,
+    UNVERSIONED_STATE,
+    Rows,
+    Store,
+    encode,
+    journal_batch,
+    pick_journal,
+)
 
 __all__ = ["JOURNAL_KEEP", "MemoryStore", "Rows", "SqliteStore", "Store", "encode", "open_store"]
 
@@ -97,18 +107,23 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self.shared = shared
-        if self.path.exists():
-            _check(self.path)
+        unversioned = _check(self.path) if self.path.exists() else False
         self._lock = threading.Lock()
         try:
             self._db = self._connect()
             with self._lock:
                 self._db.execute("BEGIN IMMEDIATE")
+                if unversioned:  # the first layout, brought forward in this transaction (engine.UNVERSIONED_STATE)
+                    self._db.execute("ALTER TABLE state RENAME TO state_unversioned")
                 self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT, "
                                  "version INTEGER NOT NULL)")
                 self._db.execute("CREATE INDEX IF NOT EXISTS state_version ON state (version)")
                 self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
-                self._db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('version', 0)")
+                if unversioned:
+                    self._db.execute("INSERT INTO state (key, value, version) SELECT key, value, "
+                                     "row_number() OVER (ORDER BY rowid) FROM state_unversioned")
+                    self._db.execute("DROP TABLE state_unversioned")
+                self._db.execute("INSERT OR IGNORE INTO meta (name, value) SELECT 'version', count(*) FROM state")
                 for table in RETIRED_TABLES:
                     self._db.execute(f"DROP TABLE IF EXISTS {table}")
                 self._db.execute("CREATE TABLE IF NOT EXISTS journal_batches (node TEXT NOT NULL, seq INTEGER NOT "
@@ -222,8 +237,8 @@ class SqliteStore(Store):
                 self._watcher.close()
 
 
-def _check(path: Path) -> None:
-    """Refuse a file that is not this store's, reading it only."""
+def _check(path: Path) -> bool:
+    """Refuse a file that is not this store's, reading it only; whether it is in the first, unversioned layout."""
     size = path.stat().st_size
     if size == 0:
         raise StateError(str(path), "an empty file, not a state database (azimds state reset sets it aside)")
@@ -246,9 +261,12 @@ def _check(path: Path) -> None:
         if not set(tables) <= set(TABLES) | set(RETIRED_TABLES) or "state" not in tables:
             raise StateError(str(path), f"not an azimds state database (its tables: {', '.join(tables) or 'none'}; "
                                         "azimds state reset sets it aside)")
+        unversioned = False
         for table in tables:
             columns = [(name, kind) for _, name, kind, *_ in db.execute(f"PRAGMA table_info({table})")]
-            if columns != {**RETIRED_TABLES, **TABLES}[table]:
+            if table == "state" and tables == ["state"] and columns == UNVERSIONED_STATE:
+                unversioned = True
+            elif columns != {**RETIRED_TABLES, **TABLES}[table]:
                 raise StateError(str(path), f"not this azimds's state database (its {table} table has other "
                                             "columns; azimds state reset sets it aside)")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
@@ -261,5 +279,6 @@ def _check(path: Path) -> None:
         raise StateError(str(path), f"not an azimds state database: {exc}") from None
     finally:
         db.close()
+    return unversioned
 
 
