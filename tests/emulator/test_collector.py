@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from azimds import Emulator
-from azimds.emulator.app import settling
-from azimds.emulator.collector import Settler
+from azimds.emulator.collector import Settler, settling
 from azimds.emulator.model import profile
 from azimds.emulator.world import fleet as fleets
 from tests.emulator.world.test_fleet import fleet_profile

@@ -18,12 +18,12 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ListenError, StateError, UsageError
-from .collector import SETTLE_EVERY, Settler
+from .collector import settling
 from .config import Config
 from .control.plane import ControlPlane
 from .control.static import link as dashboard_link
@@ -306,16 +306,3 @@ async def _serve(app: App, ready: Callable[[str], None]) -> int:
         await stop.wait()
     await app.close()
     return 0
-
-
-@contextlib.asynccontextmanager
-async def settling(world: World, every: int = SETTLE_EVERY, interval: float = 1.0) -> AsyncIterator[Settler]:
-    """While in it, a process that owns ``world`` keeps its fleet's VMs out of full collections (``collector``)."""
-    settler = Settler(world, every)
-    task = asyncio.ensure_future(settler.run(interval))
-    try:
-        yield settler
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

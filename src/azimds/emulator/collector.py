@@ -18,11 +18,13 @@ Not used by an emulator embedded in another program's process (``azimds.Emulator
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 
 from .world.world import World
 
-__all__ = ["SETTLE_EVERY", "Settler"]
+__all__ = ["SETTLE_EVERY", "Settler", "settling"]
 
 SETTLE_EVERY = 1_000  # scale-set instances made between two settlings (~50,000 objects: a collection of ~20 ms)
 
@@ -50,7 +52,7 @@ class Settler:
         gc.freeze()
         self.settlings += 1
 
-    async def run(self, interval: float = 1.0) -> None:
+    async def run(self, interval: float) -> None:
         """Tick every ``interval`` seconds until cancelled; thaws everything when it ends."""
         try:
             while True:
@@ -58,3 +60,17 @@ class Settler:
                 self.tick()
         finally:
             gc.unfreeze()
+
+
+@contextlib.asynccontextmanager
+async def settling(world: World, every: int = SETTLE_EVERY, interval: float = 1.0) -> AsyncIterator[Settler]:
+    """While in it, a process that owns ``world`` keeps its fleet's VMs out of full collections (ticking every
+    ``interval`` seconds); everything is thawed when it ends."""
+    settler = Settler(world, every)
+    task = asyncio.ensure_future(settler.run(interval))
+    try:
+        yield settler
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

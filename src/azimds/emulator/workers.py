@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AzimdsError, ListenError
-from .app import App, new_event_loop, settling
+from .app import App, new_event_loop
+from .collector import settling
 from .config import Config
 from .control.static import link as dashboard_link
 from .model.profile import Profile

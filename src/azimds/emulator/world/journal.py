@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -47,9 +47,8 @@ class Metrics:
             self.latency_counts[index] += int(count)
         self.latency_sum += float(mapping.get("latency_sum", 0.0))
 
-    def observe(self, batch: Iterable[Answered]) -> None:
+    def observe(self, batch: Sequence[Answered]) -> None:
         """Count requests as the service recorded them: per (endpoint, status), and their latencies."""
-        batch = list(batch)
         for (url, status), count in Counter(zip(map(_URL, batch), map(_STATUS, batch), strict=True)).items():
             key = (endpoint_label(url.decode("latin-1")), status)
             self.requests[key] = self.requests.get(key, 0) + count
