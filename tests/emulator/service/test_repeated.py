@@ -89,3 +89,63 @@ def test_a_fleet_member_let_go_and_changed_is_seen_on_the_connection_that_kept_a
         imds.control.reboot("web_4")  # a scale-set instance shows changed tags once it reboots
         assert keep.request("GET", TAGS, headers={"Metadata": "true"}) == (200, b"only:me")
         keep.close()
+
+
+FLEET = {"compute": {"name": "jump-1"},
+         "fleet": {"scaleSets": [{"name": "web", "capacity": 10, "addresses": "127.1.0.0", "subnet": "10.1.0.0/24"}]}}
+
+
+def test_a_kept_connection_finds_its_vm_once_while_nothing_moves_and_every_ask_is_journaled(monkeypatch):
+    """The fixed answer is kept with the request: a poller's repeats neither look for its VM nor resolve the URL
+    again, yet each is counted and journaled."""
+    from azimds.emulator.world.world import World
+
+    looked: list[str] = []
+    original = World.vm_for
+
+    def spy(self: World, peer: str):  # type: ignore[no-untyped-def]
+        looked.append(peer)
+        return original(self, peer)
+
+    monkeypatch.setattr(World, "vm_for", spy)
+    with Emulator(FLEET) as imds:
+        keep = Keep(imds.url, source_address="127.1.0.3")
+        answers = [keep.request("GET", NAME, headers={"Metadata": "true"}) for _ in range(6)]
+        keep.close()
+        journaled = [e for e in imds.journal if e.peer == "127.1.0.3"]
+    assert answers == [(200, b"web_3")] * 6
+    assert looked == ["127.1.0.3"]
+    assert [(e.status, e.url) for e in journaled] == [(200, NAME)] * 6
+
+
+def test_tags_waiting_for_a_reboot_show_when_it_comes_on_a_kept_connection():
+    """A scale-set instance's changed tags wait for its reboot, which is looked for at each ask: the answer
+    given while they wait is not kept, so the reboot shows at the next ask on the same connection."""
+    with Emulator(FLEET) as imds:
+        keep = Keep(imds.url, source_address="127.1.0.4")
+        ask = lambda: keep.request("GET", TAGS, headers={"Metadata": "true"})  # noqa: E731
+        assert ask() == (200, b"")
+        auth = {"Authorization": f"Bearer {imds.token}"}
+        reply = fetch(imds.control_url, "/v1/tags?vm=web_4", method="PUT", metadata=False, headers=auth,
+                      body=json.dumps({"role": "db"}).encode())
+        assert reply.status == 200
+        assert [ask(), ask(), ask()] == [(200, b"")] * 3  # waiting for the reboot
+        imds.control.reboot("web_4")
+        assert ask() == (200, b"role:db")
+        keep.close()
+
+
+def test_a_dynamic_instance_released_and_claimed_by_another_is_not_answered_from_what_was_kept():
+    """An address of a dynamic scale set holds its instance only while it calls: which VM it is can change with
+    time alone, so nothing found for it is kept."""
+    tree = {"compute": {"name": "node-vm"},
+            "fleet": {"scaleSets": [{"name": "pods", "capacity": "2", "addresses": "dynamic", "idleRelease": "5m",
+                                     "subnet": "10.244.0.0/24"}]}}
+    with Emulator(tree, clock="manual") as imds:
+        keep = Keep(imds.url, source_address="127.2.0.11")
+        ask = lambda: keep.request("GET", NAME, headers={"Metadata": "true"})  # noqa: E731
+        assert [ask(), ask()] == [(200, b"pods_0")] * 2
+        imds.control.advance(400)  # .11 quiet past idleRelease (and the tenth it may lag): pods_0 is free again
+        assert fetch(imds.url, NAME, source="127.2.0.13").body == b"pods_0"
+        assert ask() == (200, b"pods_1")
+        keep.close()

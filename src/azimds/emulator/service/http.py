@@ -6,7 +6,7 @@ Kept apart from the server so endpoints can be written and tested without a sock
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Union
+from typing import Any, Union
 
 JSON = "application/json; charset=utf-8"
 
@@ -21,9 +21,12 @@ REASONS: dict[int, str] = {
 
 
 class Request:
-    """One parsed HTTP request. Header names are lower-case bytes; repeated headers are joined by ", "."""
+    """One parsed HTTP request. Header names are lower-case bytes; repeated headers are joined by ", ".
 
-    __slots__ = ("body", "headers", "method", "peer", "url")
+    ``kept`` is the handler's: what it derived from this request and may use again. A kept-alive connection that
+    sends the same bytes again is handed the same Request (see ``server.Connection``), ``kept`` and all."""
+
+    __slots__ = ("body", "headers", "kept", "method", "peer", "url")
 
     def __init__(self, method: str, url: bytes, headers: dict[bytes, bytes], body: bytes, peer: str):
         self.method = method
@@ -31,6 +34,7 @@ class Request:
         self.headers = headers
         self.body = body
         self.peer = peer
+        self.kept: Any = None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url!r} from {self.peer}>"

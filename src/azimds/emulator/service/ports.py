@@ -64,6 +64,10 @@ class VmView(Protocol):
     @property
     def faults(self) -> FaultsView: ...
 
+    @property
+    def steady(self) -> bool:
+        """What is derived from it (``cache``) holds until the world's ``stamp`` moves on."""
+
     def events_document(self, version: str, prefix: str = "") -> dict[str, Any]:
         """The scheduled events document this VM sees now (wire key order, gated by ``version``)."""
 
@@ -75,6 +79,15 @@ class WorldView(Protocol):
     @property
     def per_vm_limits(self) -> bool:
         """Rate limits count per VM (a fleet) rather than per source address (one VM)."""
+
+    @property
+    def stamp(self) -> object:
+        """Another object whenever an answer found before may no longer hold: a VM's documents replaced, an
+        address that may now belong to another VM (with ``fixed_peers``)."""
+
+    @property
+    def fixed_peers(self) -> bool:
+        """The VM an address belongs to changes only with ``stamp`` (no claims that come and go with time)."""
 
     def vm_for(self, peer: str) -> VmView | None:
         """The VM a source address belongs to; None when the world refuses strangers. A new address of a dynamic

@@ -94,13 +94,15 @@ class Fleet:
     """The VMs of a fleet profile besides the first: ``make`` builds a VmState (with its own event book when
     given None), ``book`` returns the shared book of a set by key (``vmss:NAME``, ``avset:NAME``)."""
 
-    def __init__(self, first: VmState, profile: Profile, make: MakeVm, book: Callable[[str], EventBook]):
+    def __init__(self, first: VmState, profile: Profile, make: MakeVm, book: Callable[[str], EventBook],
+                 let_go: Callable[[], None]):
         assert profile.fleet is not None
         self.first = first
         self.profile = profile
         self.spec: FleetSpec = profile.fleet
         self._make = make
         self._book = book
+        self._let_go = let_go  # called when a member is let go: its address will find another object
         self._lock = threading.Lock()
         self._explicit: dict[str, VmState] = {}  # source address -> explicit VM
         self._addresses: dict[str, tuple[ScaleSet, int, str] | None] = {}  # source address -> member, a cache
@@ -277,6 +279,7 @@ class Fleet:
                 self._by_name[name] = old
             else:
                 self._peers.clear()  # it may be there, and is made again (anew) when next used
+                self._let_go()
 
     def scale_set(self, name: str) -> ScaleSet | None:
         return self.spec.scale_set(name)

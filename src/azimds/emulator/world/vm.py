@@ -23,16 +23,18 @@ __all__ = ["VmState"]
 class VmState:
     """One VM of the world. ``model`` is the VM as the profile made it; ``instance``/``loadbalancer`` as now."""
 
-    __slots__ = ("_approve", "_lock", "_reveal", "book_key", "cache", "events", "faults", "instance", "loadbalancer",
-                 "model", "name", "pending", "source")
+    __slots__ = ("_approve", "_lock", "_moved", "_reveal", "book_key", "cache", "events", "faults", "instance",
+                 "loadbalancer", "model", "name", "pending", "source")
 
     def __init__(self, model: VmModel, events: EventBook, faults: FaultSet, book_key: str,
-                 approve: Callable[[VmState, list[str]], str | None], reveal: Callable[[VmState], None]):
+                 approve: Callable[[VmState, list[str]], str | None], reveal: Callable[[VmState], None],
+                 moved: Callable[[], None]):
         self.model = model
         self.name = model.name  # its model never changes (the control plane changes ``instance``): read per request
         self.book_key = book_key  # the key of the book it sees: vm:NAME, or its scale set's or availability set's
         self._approve = approve
         self._reveal = reveal  # shows the pending tags (the world's: it validates and completes)
+        self._moved = moved  # told whenever its documents are replaced (the world's stamp moves on)
         self.instance = model.instance
         self.loadbalancer = model.loadbalancer
         self.source: dict[str, Any] | None = None  # what it is before defaults, once the control plane changed it
@@ -51,6 +53,12 @@ class VmState:
         return self.model.identities
 
     @property
+    def steady(self) -> bool:
+        """Whether what is derived from it holds until it is replaced (no tags wait for a reboot, which its
+        ``cache`` looks for on each read): then the world's stamp says when it was."""
+        return self.pending is None
+
+    @property
     def changed(self) -> bool:
         """Whether the control plane changed its documents (it differs from what the profile made)."""
         return (self.instance is not self.model.instance or self.loadbalancer is not self.model.loadbalancer
@@ -66,6 +74,7 @@ class VmState:
             self.source = source
             self.pending = pending
             self.cache = _Watch(self) if pending is not None else {}
+        self._moved()
 
     def refresh(self) -> bool:
         """Show tags that waited for a reboot, if the VM rebooted since they changed (whether it did)."""

@@ -88,9 +88,14 @@ class World:
         self._books: dict[str, EventBook] = {}
         self._versions: dict[str, int] = {}  # the version of every row applied, so that none is applied twice
         self.version = 0  # every row up to this version is applied
+        # A new object whenever an answer found before may no longer hold: a VM's documents replaced, the VMs made
+        # anew (a new profile) or a fleet member let go (made anew when next used). What the service found for an
+        # address holds while the stamp is the same (``service.ports.WorldView``).
+        self.stamp = object()
         self.first = self._make_vm(profile.vm, None)
-        self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
+        self.fleet = self._new_fleet(profile)
         self.per_vm_limits = self.fleet is not None  # rate limits per VM (a fleet) or per source address
+        self.fixed_peers = self.fleet is None or not self.fleet.dynamic_sets  # no claims that come and go
         self.version, rows = self.store.changes(0)
         self._restore(rows)
         self._initialize(tuple(profile.scenarios) + tuple(scenarios))
@@ -546,14 +551,24 @@ class World:
         """A new profile's VMs, keeping the event books (their DocumentIncarnation must never go down)."""
         self.profile = profile
         self.first = self._make_vm(profile.vm, None)
-        self.fleet = Fleet(self.first, profile, self._make_vm, self._book) if profile.fleet is not None else None
+        self.fleet = self._new_fleet(profile)
         self.per_vm_limits = self.fleet is not None
+        self.fixed_peers = self.fleet is None or not self.fleet.dynamic_sets
+        self._moved()  # once the new VMs are in place: an answer found from the old ones before is not kept
         self._versions = {key: v for key, v in self._versions.items() if not key.startswith(("vm/", "claims/"))}
+
+    def _new_fleet(self, profile: Profile) -> Fleet | None:
+        if profile.fleet is None:
+            return None
+        return Fleet(self.first, profile, self._make_vm, self._book, let_go=self._moved)
+
+    def _moved(self) -> None:
+        self.stamp = object()
 
     def _make_vm(self, model: VmModel, book: EventBook | None) -> VmState:
         key = next((k for k, b in self._books.items() if b is book), None) if book is not None else None
         key = key or f"vm:{model.name}"
-        return VmState(model, self._book(key), self.faults, key, self.approve_events, self._reveal)
+        return VmState(model, self._book(key), self.faults, key, self.approve_events, self._reveal, self._moved)
 
     @staticmethod
     def _reveal(vm: VmState) -> None:
