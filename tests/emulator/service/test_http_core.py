@@ -513,6 +513,25 @@ def test_an_answer_given_again_carries_the_date_of_the_moment_and_its_own_server
         assert f"Server: {name}\r\n".encode() in first and f"Server: {name}\r\n".encode() in second
         assert answers(transport.written) == [b"same", b"same"]
 
+def test_a_line_made_each_time_is_made_for_every_answer_in_the_same_second():
+    """``Response.each`` (a per-request id) is called for every sending, kept-alive or not, and sits after the
+    answer's own headers, before Date; the rest of the bytes are the same each time."""
+    from azimds.emulator.service.server import Connection
+
+    lines = iter(b"x-ms-request-id: %d\r\n" % n for n in range(10))
+    shared = Response(200, b"same", headers=(("ETag", "e"),), each=lambda: next(lines))
+    server = HttpServer(lambda r: shared)
+    conn = Connection(server)
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    for _ in range(3):
+        conn.data_received(GET)
+    conn.data_received(GET.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+    sent = transport.written.split(b"HTTP/1.1 ")[1:]
+    assert [b"x-ms-request-id: %d\r\n" % n in one for n, one in enumerate(sent)] == [True] * 4
+    assert all(one.index(b"ETag: e\r\n") < one.index(b"x-ms-request-id") < one.index(b"Date: ") for one in sent)
+    assert answers(transport.written) == [b"same"] * 4 and transport.closed
+
 
 def test_a_repeated_request_waits_behind_an_answer_in_the_making_and_a_closing_one_is_not_repeated():
     from azimds.emulator.service.server import Connection

@@ -149,3 +149,39 @@ def test_a_dynamic_instance_released_and_claimed_by_another_is_not_answered_from
         assert fetch(imds.url, NAME, source="127.2.0.13").body == b"pods_0"
         assert ask() == (200, b"pods_1")
         keep.close()
+
+
+TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https://management.azure.com/"
+EVENTS = "/metadata/scheduledevents?api-version=2020-07-01"
+
+
+def test_answers_made_at_each_ask_are_made_again_on_a_kept_connection(monkeypatch):
+    """A token or an event document is made at each ask from what was kept (not looked up again): the token's
+    expires_in falls with the clock, a new event shows at once, and the VM is found once."""
+    from azimds.emulator.world.world import World
+
+    looked: list[str] = []
+    original = World.vm_for
+
+    def spy(self: World, peer: str):  # type: ignore[no-untyped-def]
+        looked.append(peer)
+        return original(self, peer)
+
+    monkeypatch.setattr(World, "vm_for", spy)
+    with Emulator({"compute": {"name": "vm-a"}, "identity": {"systemAssigned": True}}, clock="manual") as imds:
+        keep = Keep(imds.url)
+        tokens = []
+        for _ in range(3):
+            status, body = keep.request("GET", TOKEN, headers={"Metadata": "true"})
+            assert status == 200
+            tokens.append(json.loads(body))
+            imds.control.advance(100)
+        status, body = keep.request("GET", EVENTS, headers={"Metadata": "true"})
+        assert status == 200 and json.loads(body)["Events"] == []
+        imds.control.schedule("Freeze", notice=600)
+        status, again = keep.request("GET", EVENTS, headers={"Metadata": "true"})
+        keep.close()
+    assert len({t["access_token"] for t in tokens}) == 1  # the cached token, as the real service keeps it
+    assert [int(t["expires_in"]) for t in tokens] == [int(tokens[0]["expires_in"]) - 100 * i for i in range(3)]
+    assert [e["EventType"] for e in json.loads(again)["Events"]] == ["Freeze"]
+    assert len(looked) == 2  # once for the token, once for the events: every other ask answered from what was kept

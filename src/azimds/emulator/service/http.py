@@ -44,19 +44,23 @@ class Response:
     """A complete response: status, body and content type, plus any extra headers.
 
     ``close`` asks the server to close the connection after writing it; ``drop`` closes it without
-    writing anything (a fault). Instances are immutable by convention so endpoints may cache them.
+    writing anything (a fault). ``each`` makes one more header line (``b"Name: value\r\n"``) every time the
+    response is sent: a per-request id, while the rest is made once. Instances are immutable by convention so
+    endpoints may cache them.
     """
 
-    __slots__ = ("_head", "_wire", "body", "close", "content_type", "drop", "headers", "status")
+    __slots__ = ("_head", "_wire", "body", "close", "content_type", "drop", "each", "headers", "status")
 
     def __init__(self, status: int, body: bytes = b"", content_type: str = JSON,
-                 headers: tuple[tuple[str, str], ...] = (), close: bool = False, drop: bool = False):
+                 headers: tuple[tuple[str, str], ...] = (), close: bool = False, drop: bool = False,
+                 each: Callable[[], bytes] | None = None):
         self.status = status
         self.body = body
         self.content_type = content_type
         self.headers = headers
         self.close = close
         self.drop = drop
+        self.each = each
         self._head: bytes | None = None
         self._wire: tuple[bytes, bytes, bytes] | None = None
 
@@ -74,24 +78,16 @@ class Response:
     def wire(self, date: bytes, server: bytes, close: bool = False, head: bool = False) -> bytes:
         """The whole response as sent, with ``date`` and ``server`` (header lines) after its head; ``close`` says
         so in a Connection header, ``head`` leaves the body out (a HEAD request). On a kept-alive connection it is
-        kept until the date changes (once a second): an answer given again and again is joined once."""
-        if close or head:
-            return b"".join((self.head(), date, server, b"Connection: close\r\n\r\n" if close else b"\r\n",
-                             b"" if head else self.body))
+        kept until the date changes (once a second): an answer given again and again is joined once (unless a
+        line of it is made each time)."""
+        each = self.each
+        if close or head or each is not None:
+            return b"".join((self.head(), b"" if each is None else each(), date, server,
+                             b"Connection: close\r\n\r\n" if close else b"\r\n", b"" if head else self.body))
         wire = self._wire
         if wire is None or wire[0] is not date or wire[1] is not server:
             wire = self._wire = (date, server, b"".join((self.head(), date, server, b"\r\n", self.body)))
         return wire[2]
-
-    def with_header(self, name: str, value: str) -> Response:
-        """This response with one more header (a per-request id, say), its head this one's cached head plus
-        that line: a cached answer stays cheap when one header changes on every request."""
-        other = Response.__new__(Response)  # no __init__: this is on the path of every token request
-        other.status, other.body, other.content_type = self.status, self.body, self.content_type
-        other.headers, other.close, other.drop = (*self.headers, (name, value)), self.close, self.drop
-        other._head = self.head() + f"{name}: {value}\r\n".encode("latin-1")
-        other._wire = None
-        return other
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.body[:60]!r}>"

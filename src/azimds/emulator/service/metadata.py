@@ -59,9 +59,9 @@ class ServiceOptions:
     events_first_call_delay: float = 0.0  # seconds a VM's first scheduled-events request waits; 0: off
 
 
-#: A fixed answer kept on its request (``Request.kept``): the world's stamp as it was, the VM's faults, the answer,
-#: and the rate limit it counts against (with its key).
-_Kept = tuple[object, FaultsView, Response, RateLimiter | None, str]
+#: What the URL decided, kept on its request (``Request.kept``): the world's stamp as it was, the VM's faults, the
+#: answer or what makes it, and the rate limit it counts against (with its key).
+_Kept = tuple[object, FaultsView, Outcome, RateLimiter | None, str]
 
 
 class MetadataService:
@@ -101,15 +101,18 @@ class MetadataService:
         world = self.world
         kept: _Kept | None = request.kept
         if kept is not None:  # this very request was answered before on its connection (a poller's repeat)
-            stamp, faults, response, limiter, key = kept
+            stamp, faults, outcome, limiter, key = kept
             if stamp is world.stamp and not faults.active:  # nothing it depends on moved: nothing of the VM touched
                 if limiter is not None:
                     wait = limiter.allow(key)
                     if wait:
-                        response = self._throttled(wait, limiter)
-                world.record((world.now(), request.peer, request.method, request.url, response.status,
-                              time.perf_counter() - started))
-                return response
+                        outcome = self._throttled(wait, limiter)
+                made = outcome if isinstance(outcome, Response) else outcome(request)
+                if isinstance(made, Response):
+                    world.record((world.now(), request.peer, request.method, request.url, made.status,
+                                  time.perf_counter() - started))
+                    return made
+                return self._journaled(request, made, started)
         stamp = world.stamp
         try:
             vm = world.vm_for(request.peer)
@@ -222,11 +225,12 @@ class MetadataService:
             metadata = headers.get(b"metadata")
             if (metadata is None or metadata.lower() != b"true") and endpoint.needs_header(request):
                 return endpoint.missing_header
+        if stamp is not None and vm.steady and self.world.fixed_peers:
+            # What the URL decided holds for this request while the VM's documents and the VM its address belongs
+            # to (the stamp) and the absence of faults hold: a fixed answer, or what makes one (a token, an event
+            # document) each time; the rate limit still counts each time.
+            request.kept = (stamp, vm.faults, outcome, limiter, key)
         if outcome.__class__ is Response:
-            if stamp is not None and vm.steady and self.world.fixed_peers:
-                # Fixed for this request while the VM's documents and the VM its address belongs to (the stamp)
-                # and the absence of faults hold: the rate limit still counts each time.
-                request.kept = (stamp, vm.faults, outcome, limiter, key)
             return outcome
         answer: Response | Awaitable[Response] = outcome(request)  # type: ignore[operator]
         return answer

@@ -10,6 +10,7 @@ cached per identity and resource, as the real service does, so ``expires_in`` fa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -70,7 +71,7 @@ class IdentityEndpoint(Endpoint):
         def answer(request: Request) -> Any:
             made = self._answers.get(key)
             if made is not None and not bypass and made[1] == int(self.clock()):  # kept with its token: one key
-                return made[2].with_header("x-ms-request-id", _request_id())  # this second's answer, made already
+                return made[2]  # this second's answer, made already (its request id is made as it is sent)
             if self.issuer.ready:
                 return self.token(chosen, tenant, resource, bypass, vm_id)
             # the first token reads or makes the key
@@ -96,8 +97,8 @@ class IdentityEndpoint(Endpoint):
             "ext_expires_in": str(EXT_EXPIRES_IN), "not_before": str(token.not_before),
             "resource": token.resource, "token_type": "Bearer",
         })
-        made = self._answers[key] = (token, second, Response(200, body))
-        return made[2].with_header("x-ms-request-id", _request_id())
+        made = self._answers[key] = (token, second, Response(200, body, each=_request_id_line))
+        return made[2]
 
     # -- outside /metadata: what validates the tokens --------------------------------------------------------
     def public(self, vm: VmView, path: str) -> Outcome | None:
@@ -132,19 +133,21 @@ def select(identities: Identities, selector: tuple[str, str] | None) -> Identity
     return responses.IDENTITY_NOT_FOUND
 
 
-_ID_TAILS = tuple(f"{n:03x}" for n in range(4096))  # the last three hex digits of 4,096 request ids in a row
-_ID_HEAD = [""]  # the current random head (33 characters)
-_ID_NEXT = [len(_ID_TAILS)]  # the index of the next tail
+_ID_TAILS = tuple(b"%03x\r\n" % n for n in range(4096))  # the last three hex digits of 4,096 request ids in a row
+_ID_COUNT = itertools.count()  # next() of it is atomic: answers sent from two loops' threads never share a number
+#: The current line up to the tail: the header's name and a random head of 33 characters (one from the start, so
+#: that a thread never sees none while another renews it).
+_ID_HEAD = [b"x-ms-request-id: " + str(uuid.uuid4())[:33].encode()]
 
 
-def _request_id() -> str:
-    """A version-4 GUID for ``x-ms-request-id``, as the real service sends one: a random head of 33 characters
-    (a fresh GUID's), renewed every 4,096 requests, and the next of 4,096 tails, so that every answer has its own
-    (a correlation id, not a secret; ``str(uuid.uuid4())`` per request costs as much as the rest of the answer)."""
-    index = _ID_NEXT[0]
-    if index == len(_ID_TAILS):
-        _ID_HEAD[0], index = str(uuid.uuid4())[:33], 0
-    _ID_NEXT[0] = index + 1
+def _request_id_line() -> bytes:
+    """The ``x-ms-request-id`` line, a version-4 GUID as the real service sends one: a random head of 33
+    characters (a fresh GUID's), renewed every 4,096 answers, and the next of 4,096 tails, so that every answer has
+    its own (a correlation id, not a secret; ``str(uuid.uuid4())`` per request costs as much as the rest of the
+    answer). Made as each answer is sent (``Response.each``)."""
+    index = next(_ID_COUNT) & 4095
+    if not index:
+        _ID_HEAD[0] = b"x-ms-request-id: " + str(uuid.uuid4())[:33].encode()
     return _ID_HEAD[0] + _ID_TAILS[index]
 
 
