@@ -533,6 +533,26 @@ def test_a_line_made_each_time_is_made_for_every_answer_in_the_same_second():
     assert answers(transport.written) == [b"same"] * 4 and transport.closed
 
 
+def test_the_same_answer_again_on_a_connection_is_sent_whole_and_a_head_or_closing_one_is_not_taken_from_it():
+    """A connection writes the bytes it sent last for the same answer in the same second, but a HEAD gets no body
+    and a last answer says Connection: close, even right after that answer was sent whole."""
+    from azimds.emulator.service.server import Connection
+
+    shared = Response(200, b"same")
+    conn = Connection(HttpServer(lambda r: shared))
+    transport = FakeTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(GET)
+    conn.data_received(GET)
+    conn.data_received(GET.replace(b"GET ", b"HEAD "))
+    conn.data_received(GET)
+    conn.data_received(GET.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+    sent = [b"HTTP/1.1 " + one for one in transport.written.split(b"HTTP/1.1 ")[1:]]
+    assert sent[0] == sent[1] == sent[3] and sent[0].endswith(b"\r\n\r\nsame")
+    assert sent[2] == sent[0].removesuffix(b"same")  # the head alone
+    assert sent[4] == sent[0].replace(b"\r\n\r\nsame", b"\r\nConnection: close\r\n\r\nsame") and transport.closed
+
+
 def test_a_repeated_request_waits_behind_an_answer_in_the_making_and_a_closing_one_is_not_repeated():
     from azimds.emulator.service.server import Connection
 

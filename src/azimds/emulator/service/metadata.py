@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from ...errors import EngineUnavailable, NoFreeInstance
@@ -60,8 +61,9 @@ class ServiceOptions:
 
 
 #: What the URL decided, kept on its request (``Request.kept``): the world's stamp as it was, the VM's faults, the
-#: answer or what makes it, and the rate limit it counts against (with its key).
-_Kept = tuple[object, FaultsView, Outcome, RateLimiter | None, str]
+#: fixed answer and its status or what makes the answer at each ask, and the rate limit it counts against (with its
+#: key).
+_Kept = tuple[object, FaultsView, Response | None, Callable[[Request], Any] | None, int, RateLimiter | None, str]
 
 
 class MetadataService:
@@ -101,13 +103,19 @@ class MetadataService:
         world = self.world
         kept: _Kept | None = request.kept
         if kept is not None:  # this very request was answered before on its connection (a poller's repeat)
-            stamp, faults, outcome, limiter, key = kept
+            stamp, faults, fixed, making, status, limiter, key = kept
             if stamp is world.stamp and not faults.active:  # nothing it depends on moved: nothing of the VM touched
                 if limiter is not None:
                     wait = limiter.allow(key)
                     if wait:
-                        outcome = self._throttled(wait, limiter)
-                made = outcome if isinstance(outcome, Response) else outcome(request)
+                        fixed = self._throttled(wait, limiter)
+                        status = fixed.status
+                if fixed is not None:  # given unread (its status was kept with it): in a fleet each VM's is cold
+                    world.record((world.now(), request.peer, request.method, request.url, status,
+                                  time.perf_counter() - started))
+                    return fixed
+                assert making is not None
+                made = making(request)
                 if isinstance(made, Response):
                     world.record((world.now(), request.peer, request.method, request.url, made.status,
                                   time.perf_counter() - started))
@@ -229,7 +237,10 @@ class MetadataService:
             # What the URL decided holds for this request while the VM's documents and the VM its address belongs
             # to (the stamp) and the absence of faults hold: a fixed answer, or what makes one (a token, an event
             # document) each time; the rate limit still counts each time.
-            request.kept = (stamp, vm.faults, outcome, limiter, key)
+            if isinstance(outcome, Response):
+                request.kept = (stamp, vm.faults, outcome, None, outcome.status, limiter, key)
+            else:
+                request.kept = (stamp, vm.faults, None, outcome, 0, limiter, key)
         if outcome.__class__ is Response:
             return outcome
         answer: Response | Awaitable[Response] = outcome(request)  # type: ignore[operator]

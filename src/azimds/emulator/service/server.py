@@ -101,6 +101,11 @@ class Connection(asyncio.Protocol):
         # without parsing it again. (chunk, request, HEAD), or None. (Requests are not changed by their handlers.)
         self.repeat: tuple[bytes, Request, bool] | None = None
         self.completed = 0  # requests completed in the chunk being parsed
+        # The last answer written whole on this kept-alive connection, the Date it went with and its bytes: the same
+        # answer again within the second is written without reading it (in a fleet each VM's answer is cold).
+        self.sent: Response | None = None
+        self.sent_date = b""
+        self.sent_wire = b""
         self.last: tuple[Request, bool] | None = None  # the last of them, if it may repeat
         self._reset()
 
@@ -248,11 +253,18 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        date = self.server.clock.date
+        if response is self.sent and date is self.sent_date and not (last or head):
+            transport.write(self.sent_wire)
+            return
         if response.drop:
             transport.abort()
             return
         close = last or response.close
-        transport.write(response.wire(self.server.clock.date, self.server.server_line, close, head))
+        wire = response.wire(date, self.server.server_line, close, head)
+        transport.write(wire)
+        if not (close or head or response.each is not None):
+            self.sent, self.sent_date, self.sent_wire = response, date, wire
         if close:
             self.closing = True
             transport.close()
