@@ -1,4 +1,4 @@
-"""A connection that asks the same again (every poller does) is not parsed again, and still sees every change at
+"""A connection that asks the same again (every poller does) is neither parsed nor looked up again, and still sees every
 once: the VM's documents, faults, rate limits, a new profile, a fleet's member made anew. Each test asks on one
 kept-alive connection, as pollers do."""
 
@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import pytest
 
 from azimds import Emulator
 from azimds.emulator.service.http import Request
@@ -91,23 +93,29 @@ def test_a_fleet_member_let_go_and_changed_is_seen_on_the_connection_that_kept_a
         keep.close()
 
 
+@pytest.fixture
+def looked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The source addresses the world was asked to find a VM for, in order."""
+    from azimds.emulator.world.world import World
+
+    asked: list[str] = []
+    original = World.vm_for
+
+    def spy(self: World, peer: str):  # type: ignore[no-untyped-def]
+        asked.append(peer)
+        return original(self, peer)
+
+    monkeypatch.setattr(World, "vm_for", spy)
+    return asked
+
+
 FLEET = {"compute": {"name": "jump-1"},
          "fleet": {"scaleSets": [{"name": "web", "capacity": 10, "addresses": "127.1.0.0", "subnet": "10.1.0.0/24"}]}}
 
 
-def test_a_kept_connection_finds_its_vm_once_while_nothing_moves_and_every_ask_is_journaled(monkeypatch):
+def test_a_kept_connection_finds_its_vm_once_while_nothing_moves_and_every_ask_is_journaled(looked: list[str]):
     """The fixed answer is kept with the request: a poller's repeats neither look for its VM nor resolve the URL
     again, yet each is counted and journaled."""
-    from azimds.emulator.world.world import World
-
-    looked: list[str] = []
-    original = World.vm_for
-
-    def spy(self: World, peer: str):  # type: ignore[no-untyped-def]
-        looked.append(peer)
-        return original(self, peer)
-
-    monkeypatch.setattr(World, "vm_for", spy)
     with Emulator(FLEET) as imds:
         keep = Keep(imds.url, source_address="127.1.0.3")
         answers = [keep.request("GET", NAME, headers={"Metadata": "true"}) for _ in range(6)]
@@ -155,19 +163,9 @@ TOKEN = "/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https:/
 EVENTS = "/metadata/scheduledevents?api-version=2020-07-01"
 
 
-def test_answers_made_at_each_ask_are_made_again_on_a_kept_connection(monkeypatch):
+def test_answers_made_at_each_ask_are_made_again_on_a_kept_connection(looked: list[str]):
     """A token or an event document is made at each ask from what was kept (not looked up again): the token's
     expires_in falls with the clock, a new event shows at once, and the VM is found once."""
-    from azimds.emulator.world.world import World
-
-    looked: list[str] = []
-    original = World.vm_for
-
-    def spy(self: World, peer: str):  # type: ignore[no-untyped-def]
-        looked.append(peer)
-        return original(self, peer)
-
-    monkeypatch.setattr(World, "vm_for", spy)
     with Emulator({"compute": {"name": "vm-a"}, "identity": {"systemAssigned": True}}, clock="manual") as imds:
         keep = Keep(imds.url)
         tokens = []

@@ -3,10 +3,11 @@
 Order of checks (a documented choice): who is asking (in a fleet, by source address), faults, rate limit,
 path, method, X-Forwarded-For, Metadata header, duplicate query parameters, api-version, then the endpoint.
 Everything decided by the URL alone is computed once and cached on the VM until it changes, so a repeated
-request costs a dict lookup. A fixed answer is also kept on its request (``Request.kept``) with the world's
-stamp: a poller's repeat, handed the same Request by the HTTP core, is answered without looking for its VM while
-the stamp holds and no fault is set (with a thousand VMs calling, each VM's objects are cold in the CPU's caches).
-The rate limit and the journal still count every request.
+request costs a dict lookup. What the URL decided is also kept on its request (``Request.kept``) with the
+world's stamp: a poller's repeat, handed the same Request by the HTTP core, is answered (a fixed answer as it is,
+a token or an event document made anew) without looking for its VM while the stamp holds and no fault is set
+(with a thousand VMs calling, each VM's objects are cold in the CPU's caches). The rate limit and the journal
+still count every request.
 
 Limits (spec §7.4): /metadata/identity/* has its own bucket (20 requests a second) and at most 5 requests
 in flight; every other /metadata path shares the other bucket (5 a second). Both are per source address
@@ -112,13 +113,12 @@ class MetadataService:
                         status = fixed.status
                 if fixed is not None:  # given unread (its status was kept with it): in a fleet each VM's is cold
                     world.record((world.now(), request.peer, request.method, request.url, status,
-                                  time.perf_counter() - started))
+                                  time.perf_counter() - started))  # ``_record``, inlined: the hottest path
                     return fixed
                 assert making is not None
                 made = making(request)
                 if isinstance(made, Response):
-                    world.record((world.now(), request.peer, request.method, request.url, made.status,
-                                  time.perf_counter() - started))
+                    self._record(request, made.status, started)
                     return made
                 return self._journaled(request, made, started)
         stamp = world.stamp
@@ -208,8 +208,8 @@ class MetadataService:
         return entry
 
     def _answer(self, request: Request, vm: VmView, stamp: object = None) -> Response | Awaitable[Response]:
-        """The answer to ``request`` as ``vm``. With the world's ``stamp`` (read before the VM was found), a fixed
-        answer is kept on the request with what it depends on, for ``__call__`` to give again while they hold."""
+        """The answer to ``request`` as ``vm``. With the world's ``stamp`` (read before the VM was found), what the
+        URL decided is kept on the request with what it depends on, for ``__call__`` to use again while they hold."""
         cache = vm.cache
         entry: Entry | None = cache.get(request.url)
         if entry is None:

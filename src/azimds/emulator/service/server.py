@@ -101,12 +101,12 @@ class Connection(asyncio.Protocol):
         # without parsing it again. (chunk, request, HEAD), or None. (Requests are not changed by their handlers.)
         self.repeat: tuple[bytes, Request, bool] | None = None
         self.completed = 0  # requests completed in the chunk being parsed
+        self.last: tuple[Request, bool] | None = None  # the last of them, if it may repeat
         # The last answer written whole on this kept-alive connection, the Date it went with and its bytes: the same
         # answer again within the second is written without reading it (in a fleet each VM's answer is cold).
         self.sent: Response | None = None
         self.sent_date = b""
         self.sent_wire = b""
-        self.last: tuple[Request, bool] | None = None  # the last of them, if it may repeat
         self._reset()
 
     def _reset(self) -> None:
