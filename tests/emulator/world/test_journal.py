@@ -96,3 +96,26 @@ def test_a_log_line_is_written_as_each_request_is_recorded():
     journal.log = logged.append
     journal.record(answered(5, b"/metadata/identity/oauth2/token?x=%2F", 400))
     assert logged == [JournalEntry(5.0, "10.0.0.4", "GET", "/metadata/identity/oauth2/token?x=%2F", 400, 0.0)]
+
+
+def test_the_kept_requests_are_the_newest_in_order_however_the_counting_falls_across_the_ring():
+    """Requests are kept in a ring: batches that run past its end, batches larger than it and reads between
+    batches all see the newest ``size`` requests, oldest first, each as it was recorded."""
+    for size, total in ((700, 1_100), (700, 3 * FOLD_EVERY + 13), (FOLD_EVERY, 4 * FOLD_EVERY), (1, 1_030),
+                        (3_000, 2_000)):
+        journal = Journal(size=size)
+        after = 0
+        shipped: list[float] = []
+        for n in range(total):
+            journal.record(answered(n, url=b"/u%d" % (n % 7), status=200 + n % 5, latency=n / 1e6))
+            if n % 333 == 0:
+                assert [e.time for e in journal.entries()] == [float(m) for m in range(max(0, n + 1 - size), n + 1)]
+                batch, after = journal.shipment(after, size)
+                shipped += [row[0] for row in batch]
+        entries = journal.entries()
+        assert entries == [JournalEntry(float(m), "10.0.0.4", "GET", f"/u{m % 7}", 200 + m % 5, m / 1e6)
+                           for m in range(max(0, total - size), total)], (size, total)
+        assert len(journal) == min(size, total)
+        batch, after = journal.shipment(after, size)
+        shipped += [row[0] for row in batch]
+        assert after == total and shipped[-1] == float(total - 1) and shipped == sorted(set(shipped))

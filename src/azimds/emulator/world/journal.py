@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from array import array
 from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -66,12 +67,23 @@ class Journal:
     """The last ``size`` requests, oldest first, and the metrics of all of them.
 
     ``record`` is called on the serving thread for every request; the readers (``entries``, ``metrics``,
-    ``shipment``) may be on any thread."""
+    ``shipment``) may be on any thread. The requests kept are held in columns (times and latencies as doubles,
+    statuses as integers, references to the peer, method and URL each request came with), about 45 bytes each
+    rather than a tuple and two floats (about 150): the kept journal is written at every request's pace, and at
+    10,000 requests a ring of tuples took most of a core's 2 MiB L2 cache from the answers themselves."""
 
     def __init__(self, size: int = 10_000) -> None:
+        if size < 1:
+            raise ValueError(f"the journal keeps at least one request, not {size}")
         self.size = size
         self._fresh: deque[Answered] = deque()  # recorded, not yet counted (fewer than FOLD_EVERY but for a moment)
-        self._kept: deque[Answered] = deque(maxlen=size)
+        # The kept requests: a ring, column by column; the newest is at (_total - 1) % size.
+        self._times = array("d", bytes(8 * size))
+        self._peers: list[str] = [""] * size
+        self._methods: list[str] = [""] * size
+        self._urls: list[bytes] = [b""] * size
+        self._statuses = array("i", bytes(4 * size))
+        self._latencies = array("d", bytes(8 * size))
         self._metrics = Metrics()
         self._total = 0  # requests ever counted (the journal keeps the last ``size``)
         self._lock = threading.Lock()
@@ -92,8 +104,10 @@ class Journal:
 
     def entries(self) -> list[JournalEntry]:
         """The requests kept, oldest first."""
-        self.fold()
-        return [_entry(answered) for answered in list(self._kept)]
+        with self._lock:
+            self._fold()
+            kept = self._newest(self.size)
+        return [_entry(answered) for answered in kept]
 
     def metrics(self) -> Metrics:
         """The counts of every request so far (the live object: read it, don't keep it)."""
@@ -106,24 +120,51 @@ class Journal:
         with self._lock:
             self._fold()
             total = self._total
-            kept = list(self._kept)
-        fresh = min(total - after, len(kept), most)
-        return [tuple(_entry(answered)) for answered in kept[len(kept) - fresh:]] if fresh > 0 else [], total
+            kept = self._newest(min(total - after, most))
+        return [tuple(_entry(answered)) for answered in kept], total
 
     def _fold(self) -> None:
         fresh = self._fresh
         batch = [fresh.popleft() for _ in range(len(fresh))]
-        if batch:
-            self._kept.extend(batch)
-            self._total += len(batch)
-            self._metrics.observe(batch)
+        if not batch:
+            return
+        self._metrics.observe(batch)
+        size, total = self.size, self._total
+        self._total = total + len(batch)
+        if len(batch) > size:  # only the newest are kept
+            total += len(batch) - size
+            batch = batch[-size:]
+        times, peers, methods, urls, statuses, latencies = zip(*batch, strict=True)
+        at = total % size
+        first = min(len(batch), size - at)  # up to the end of the ring; the rest from its start
+        for column, values in ((self._peers, peers), (self._methods, methods), (self._urls, urls)):
+            column[at:at + first] = values[:first]
+            column[:len(values) - first] = values[first:]
+        for array_column, values in ((self._times, times), (self._statuses, statuses),
+                                     (self._latencies, latencies)):
+            array_column[at:at + first] = array(array_column.typecode, values[:first])
+            array_column[:len(values) - first] = array(array_column.typecode, values[first:])
+
+    def _newest(self, count: int) -> list[Answered]:
+        """The newest ``count`` requests kept (fewer if fewer are), oldest first. Called with the lock held."""
+        count = min(count, self._total, self.size)
+        if count <= 0:
+            return []
+        end = self._total % self.size  # one past the newest (0: the end of the ring)
+        start = end - count
+        parts = [(start, end)] if start >= 0 else [(start + self.size, self.size), (0, end)]
+        kept: list[Answered] = []
+        for low, high in parts:
+            kept += zip(self._times[low:high], self._peers[low:high], self._methods[low:high], self._urls[low:high],
+                        self._statuses[low:high], self._latencies[low:high], strict=True)
+        return kept
 
     def __iter__(self) -> Iterator[JournalEntry]:
         return iter(self.entries())
 
     def __len__(self) -> int:
         self.fold()
-        return len(self._kept)
+        return min(self._total, self.size)
 
 
 def _entry(answered: Answered) -> JournalEntry:
